@@ -1,0 +1,19 @@
+"""CIFAR-10, one normal class against the other nine (Table 1, third block).
+
+    python -m experiments.run --config cifar10.py --workdir runs/cifar10_0 \\
+        --config.data_dir=../shared/data/cifar10_jpeg.tar.gz
+
+`--config cifar10.py:quick` is a short job (one seed, 300 iterations) for a first look;
+`--config.normal_class=3`, `--config.rho=0.2` and any other key override the defaults.
+"""
+
+from ics_jax.config import default_config
+
+
+def get_config(arg: str | None = None):
+    config = default_config()
+    config.dataset = "cifar10"
+    if arg == "quick":
+        config.num_seeds = 1
+        config.num_iterations = 300
+    return config

@@ -1,0 +1,19 @@
+"""Fashion-MNIST, one normal class against the other nine (Table 1, second block).
+
+    python -m experiments.run --config fashion_mnist.py --workdir runs/fashion_mnist1 \\
+        --config.data_dir=../shared/data/fashion_mnist
+
+`--config fashion_mnist.py:quick` is a short job (one seed, 300 iterations) for a first look;
+`--config.normal_class=3`, `--config.rho=0.2` and any other key override the defaults.
+"""
+
+from ics_jax.config import default_config
+
+
+def get_config(arg: str | None = None):
+    config = default_config()
+    config.dataset = "fashion_mnist"
+    if arg == "quick":
+        config.num_seeds = 1
+        config.num_iterations = 300
+    return config

@@ -1,0 +1,160 @@
+"""Networks: the one-class classifier backbones, its two heads, and the split autoencoder.
+
+Images are float32 `[B, H, W, C]` in [0, 1]. Every module takes `train` so that batch norm and
+dropout switch between batch statistics and running averages; a module without either ignores it.
+"""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def _activation(x: jax.Array, negative_slope: float) -> jax.Array:
+    return nn.leaky_relu(x, negative_slope) if negative_slope else nn.relu(x)
+
+
+def _pad_to_multiple(x: jax.Array, multiple: int) -> jax.Array:
+    """Zero-pads H and W symmetrically up to a multiple (28 -> 32 for multiple 8)."""
+    h, w = x.shape[1:3]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+
+
+class AlexNet(nn.Module):
+    """The paper's backbone: AlexNet-like convolutions, then dense layers down to the latent `z`.
+
+    Returns `z`, `[B, latent_dim]`: the output of the second-last layer of the classifier.
+    """
+
+    conv_features: Sequence[int] = (32, 64, 96, 96, 64)
+    dense_features: int = 256
+    latent_dim: int = 128
+    batch_norm: bool = False
+    dropout: float = 0.0
+    negative_slope: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        act = lambda y: _activation(y, self.negative_slope)  # noqa: E731
+        norm = lambda y: (  # noqa: E731
+            nn.BatchNorm(use_running_average=not train, momentum=0.99)(y) if self.batch_norm else y
+        )
+        c1, c2, c3, c4, c5 = self.conv_features
+        x = nn.max_pool(act(norm(nn.Conv(c1, (5, 5))(x))), (2, 2), (2, 2))
+        x = nn.max_pool(act(norm(nn.Conv(c2, (5, 5))(x))), (2, 2), (2, 2))
+        x = act(norm(nn.Conv(c3, (3, 3))(x)))
+        x = act(norm(nn.Conv(c4, (3, 3))(x)))
+        x = nn.max_pool(act(norm(nn.Conv(c5, (3, 3))(x))), (2, 2), (2, 2))
+        x = x.reshape(x.shape[0], -1)
+        x = nn.Dropout(self.dropout, deterministic=not train)(act(nn.Dense(self.dense_features)(x)))
+        return act(nn.Dense(self.latent_dim)(x))
+
+
+class ICSNet(nn.Module):
+    """The authors' released network: blocks of two stacked 3x3 convolutions whose outputs are
+    concatenated, LeakyReLU 0.2, average pooling, batch norm; dense 256, latent 128, dropout.
+
+    Returns `z`, `[B, latent_dim]`.
+    """
+
+    conv_features: Sequence[int] = (16, 32, 64, 128)
+    dense_features: int = 256
+    latent_dim: int = 128
+    dropout: float = 0.5
+    negative_slope: float = 0.2
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        init = nn.initializers.truncated_normal(0.01)
+        norm = lambda y: nn.BatchNorm(  # noqa: E731
+            use_running_average=not train, momentum=0.99, epsilon=1e-3)(y)
+        x = _pad_to_multiple(x, 16)
+        for features in self.conv_features:
+            a = nn.Conv(features, (3, 3), use_bias=False, kernel_init=init)(x)
+            b = nn.Conv(features, (3, 3), use_bias=False, kernel_init=init)(a)
+            x = _activation(jnp.concatenate([a, b], axis=-1), self.negative_slope)
+            x = norm(nn.avg_pool(x, (2, 2), (2, 2)))
+        a = nn.Conv(2 * self.conv_features[-1], (1, 1), use_bias=False, kernel_init=init)(x)
+        b = nn.Conv(2 * self.conv_features[-1], (1, 1), use_bias=False, kernel_init=init)(x)
+        x = norm(_activation(jnp.concatenate([a, b], axis=-1), self.negative_slope))
+        x = x.reshape(x.shape[0], -1)
+        x = _activation(nn.Dense(self.dense_features, kernel_init=init)(x), self.negative_slope)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        return _activation(nn.Dense(self.latent_dim, kernel_init=init)(x), self.negative_slope)
+
+
+class OneClassNet(nn.Module):
+    """Backbone + classification head (one logit) + distance head (used only in training).
+
+    `__call__` returns `(logit [B], z [B, latent])`; the logit's sigmoid is the probability of
+    "atypical", our anomaly score. `distance_logit(z_i, z_j)` returns `[B]`, whose sigmoid is
+    `dist(z_i, z_j)` in (0, 1).
+
+    `distance` picks the distance head's input: `difference` is the paper's `z_i - z_j`;
+    `absolute` is `|z_i - z_j|`, symmetric in its arguments; `squared` is `(z_i - z_j)**2`.
+    """
+
+    backbone: nn.Module
+    distance: str = "difference"
+    head_dropout: float = 0.0
+
+    def setup(self):
+        self.classifier = nn.Dense(1)
+        self.distance_head = nn.Dense(1)
+        self.head_drop = nn.Dropout(self.head_dropout)
+
+    def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        z = self.backbone(x, train)
+        logit = self.classifier(self.head_drop(z, deterministic=not train))[:, 0]
+        return logit, z
+
+    def distance_logit(self, z_i: jax.Array, z_j: jax.Array) -> jax.Array:
+        delta = z_i - z_j
+        if self.distance == "absolute":
+            delta = jnp.abs(delta)
+        elif self.distance == "squared":
+            delta = jnp.square(delta)
+        return self.distance_head(delta)[:, 0]
+
+    def init_all(self, x: jax.Array) -> jax.Array:
+        """Touches every submodule so that `init` creates all parameters."""
+        logit, z = self(x, train=False)
+        return logit + self.distance_logit(z, z)
+
+
+class AutoEncoder(nn.Module):
+    """The split autoencoder: an AlexNet-like encoder whose dense layers are replaced by one
+    convolution onto a `latent_channels` bottleneck, and a mirrored decoder of transposed
+    convolutions. Returns the reconstruction, same shape as the input, in (0, 1)."""
+
+    conv_features: Sequence[int] = (16, 32, 48, 48, 32)
+    latent_channels: int = 32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        h, w, c = x.shape[1:]
+        y = _pad_to_multiple(x, 8)
+        c1, c2, c3, c4, c5 = self.conv_features
+        y = nn.max_pool(nn.relu(nn.Conv(c1, (5, 5))(y)), (2, 2), (2, 2))
+        y = nn.max_pool(nn.relu(nn.Conv(c2, (5, 5))(y)), (2, 2), (2, 2))
+        y = nn.relu(nn.Conv(c3, (3, 3))(y))
+        y = nn.relu(nn.Conv(c4, (3, 3))(y))
+        y = nn.max_pool(nn.relu(nn.Conv(c5, (3, 3))(y)), (2, 2), (2, 2))
+        grid = y.shape[1:3]  # [H/8, W/8]
+        y = nn.relu(nn.Conv(self.latent_channels, grid, padding="VALID")(y))  # [B, 1, 1, latent]
+        y = nn.relu(nn.ConvTranspose(c5, grid, padding="VALID")(y))
+        for features in (c3, c2, c1):
+            y = nn.relu(nn.ConvTranspose(features, (3, 3), strides=(2, 2))(y))
+        y = nn.sigmoid(nn.Conv(c, (3, 3))(y))
+        top, left = (y.shape[1] - h) // 2, (y.shape[2] - w) // 2
+        return y[:, top:top + h, left:left + w]
+
+
+def make_backbone(name: str, **kwargs) -> nn.Module:
+    """Returns the backbone called `name` ('alexnet' or 'icsnet')."""
+    backbones = {"alexnet": AlexNet, "icsnet": ICSNet}
+    if name not in backbones:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(backbones)}")
+    return backbones[name](**kwargs)

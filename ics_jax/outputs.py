@@ -1,0 +1,56 @@
+"""Files a run leaves behind, each written atomically (temporary file, then rename)."""
+
+import json
+import os
+import tempfile
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _atomic(path: str, write, mode: str = "w") -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, obj) -> None:
+    """Writes `obj` as indented JSON, atomically."""
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def write_npz(path: str, **arrays) -> None:
+    """Writes arrays to an `.npz`, atomically."""
+    _atomic(path, lambda f: np.savez(f, **arrays), mode="wb")
+
+
+def plot_typical_atypical(path: str, images: np.ndarray, scores: np.ndarray,
+                          num: int = 10, title: str = "") -> None:
+    """Saves the paper's Fig. 1: the `num` most typical (highest SSIM) training images above the
+    `num` most atypical (lowest SSIM), each captioned with its SSIM."""
+    order = np.argsort(scores, kind="stable")
+    rows = {"most typical": order[::-1][:num], "most atypical": order[:num]}
+    fig, axes = plt.subplots(2, num, figsize=(1.2 * num, 3.0))
+    for row, (label, idx) in enumerate(rows.items()):
+        for col, i in enumerate(idx):
+            ax = axes[row, col]
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"{scores[i]:.3f}", fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title + " (SSIM of the autoencoder's reconstruction)", fontsize=9)
+    fig.tight_layout()
+    _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
+    plt.close(fig)

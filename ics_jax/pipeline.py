@@ -1,0 +1,204 @@
+"""One experiment end to end: split, train all seeds, evaluate, write the run's files.
+
+`run_experiment(config, workdir)` is the library entry point (the command line only parses flags
+and prints). In `workdir` it leaves `config.json`, `split.npz`, `checkpoints/`, TensorBoard
+metrics, `typical_atypical.png` and `results.json`; rerun in the same `workdir`, it resumes.
+"""
+
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ics_jax import checkpoint, evaluate, loops, models, outputs, seeds, train
+from ics_jax import data as data_lib
+from ics_jax import split as split_lib
+
+# Which training phases each neural method cycles through (all share the ICS machinery).
+METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",)}
+
+
+def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
+    """Returns the classifier network that `config` describes."""
+    kwargs = {"latent_dim": config.latent_dim, "dropout": config.dropout}
+    if config.backbone == "alexnet":
+        kwargs["batch_norm"] = config.batch_norm
+    return models.OneClassNet(models.make_backbone(config.backbone, **kwargs),
+                              distance=config.distance)
+
+
+def compute_split(config, images: np.ndarray, key: jax.Array) -> split_lib.Split:
+    """Trains the split autoencoder on `images` and returns the SSIM split at `config.rho`."""
+    autoencoder, params = split_lib.train_autoencoder(
+        images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
+        learning_rate=config.ae_learning_rate, loop_form="python",
+        autoencoder=models.AutoEncoder(latent_channels=config.ae_latent_channels))
+    scores = split_lib.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
+    return split_lib.split_by_score(scores, config.rho)
+
+
+def _load_or_compute_split(config, images, key, path) -> split_lib.Split:
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return split_lib.Split(scores=f["scores"], atypical=f["atypical"],
+                                   typical=f["typical"])
+    split = compute_split(config, images, key)
+    outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical)
+    return split
+
+
+def _resolve(value: str, default: Callable[[], str]) -> str:
+    return default() if value == "auto" else value
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss became NaN or Inf; the message names the phase, iteration and seed."""
+
+
+def _check_finite(losses: np.ndarray, first_step: int, phases: tuple, seed_ids: list) -> None:
+    """Raises NonFiniteError for the first non-finite `[steps, S]` loss."""
+    bad = np.argwhere(~np.isfinite(losses))
+    if bad.size:
+        step, seed = bad[0]
+        t = first_step + int(step)
+        raise NonFiniteError(
+            f"non-finite {phases[t % len(phases)]} loss at iteration {t // len(phases)} "
+            f"of seed {seed_ids[seed]}; the last good checkpoint is kept")
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
+                   data: data_lib.OneClassData | None = None,
+                   progress: Callable[[dict], None] | None = None) -> dict:
+    """Runs `config` in `workdir`; returns the results dict also written to `results.json`.
+
+    `data` overrides loading from `config` (tests, notebooks); `progress` receives a dict per
+    report (`iteration`, `num_iterations`, per-phase mean `losses`, `seconds`).
+    """
+    t_start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    if data is None:
+        data = data_lib.load_one_class(config.dataset, config.normal_class,
+                                       data_dir=config.data_dir,
+                                       tfds_data_dir=config.tfds_data_dir)
+    root_key = jax.random.key(config.seed)
+    split_key, init_key, train_key = jax.random.split(root_key, 3)
+
+    t0 = time.time()
+    split = _load_or_compute_split(config, data.x_train, split_key,
+                                   os.path.join(workdir, "split.npz"))
+    outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"), data.x_train,
+                                  split.scores,
+                                  title=f"{config.dataset} class {config.normal_class}")
+    t_split = time.time() - t0
+
+    net = build_network(config)
+    tx = train.make_optimizer(config.learning_rate, config.adam_b1)
+    phases = METHOD_PHASES[config.method]
+    step = train.make_train_step(net, tx, batch_size=config.batch_size,
+                                 weight_decay=config.weight_decay, phases=phases)
+    split_data = train.SplitData(typical=jnp.asarray(data.x_train[split.typical]),
+                                 atypical=jnp.asarray(data.x_train[split.atypical]))
+    seed_ids = [config.seed + i for i in range(config.num_seeds)]
+    init_keys = jax.random.split(init_key, config.num_seeds)
+    seed_keys = jax.random.split(train_key, config.num_seeds)
+    states = seeds.stack([train.init_state(net, tx, k, data.x_train.shape[1:])
+                          for k in init_keys])
+
+    cycle = len(phases)
+    num_steps = config.num_iterations * cycle
+    report_every = config.log_every * cycle
+    ckpt = checkpoint.manager(os.path.join(workdir, "checkpoints"),
+                              save_every=config.checkpoint_every * cycle,
+                              keep=config.keep_checkpoints)
+    first_step = checkpoint.latest_step(ckpt) or 0
+    if first_step:
+        states = checkpoint.restore(ckpt, first_step, states)
+
+    predict = jax.jit(train.make_predict(net))
+    protocol = _AuthorsProtocol(data.y_test) if config.authors_protocol else None
+    writer = _metric_writer(workdir)
+    t_train0 = time.time()
+
+    def on_report(end_step, states_now, losses):
+        losses = np.asarray(losses)  # [report_every, S]: one host copy per report
+        _check_finite(losses, end_step - losses.shape[0], phases, seed_ids)
+        by_phase = {p: float(losses[i::cycle].mean()) for i, p in enumerate(phases)}
+        iteration = end_step // cycle
+        writer.write_scalars(iteration, {f"loss/{p}": v for p, v in by_phase.items()})
+        checkpoint.save(ckpt, end_step, states_now, force=end_step == first_step + num_steps)
+        if protocol is not None:
+            protocol.update(iteration, _test_scores(predict, states_now, data.x_test, seed_ids))
+        if progress is not None:
+            progress({"iteration": iteration, "num_iterations": config.num_iterations,
+                      "losses": by_phase, "seconds": time.time() - t_train0})
+
+    strategy = _resolve(config.strategy, seeds.default_strategy)
+    loop_form = _resolve(config.loop_form, loops.default_loop_form)
+    if first_step < num_steps:
+        states = seeds.run_seeds(step, states, split_data, seed_keys, first_step,
+                                 num_steps - first_step,
+                                 strategy=strategy, loop_form=loop_form, chunk_size=cycle,
+                                 report_every=report_every, cycle=cycle, on_report=on_report)
+    ckpt.wait_until_finished()
+    t_train = time.time() - t_train0
+
+    t0 = time.time()
+    scores = _test_scores(predict, states, data.x_test, seed_ids)
+    aucs = [evaluate.auc(data.y_test, s) for s in scores]
+    t_eval = time.time() - t0
+    writer.write_scalars(config.num_iterations, {"test/auc_mean": float(np.mean(aucs))})
+    writer.close()
+
+    results = {
+        "dataset": config.dataset, "normal_class": config.normal_class, "method": config.method,
+        "rho": config.rho, "num_iterations": config.num_iterations, "backbone": config.backbone,
+        "seeds": seed_ids, **evaluate.summarize(aucs),
+        "num_typical": int(split.typical.size), "num_atypical": int(split.atypical.size),
+        "strategy": strategy, "loop_form": loop_form, "backend": jax.default_backend(),
+        "timing": {"split": t_split, "train": t_train, "eval": t_eval,
+                   "total": time.time() - t_start},
+    }
+    if protocol is not None:
+        results["authors_protocol"] = protocol.summary(scores)
+    outputs.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def _test_scores(predict, states, images: np.ndarray, seed_ids: list) -> list[np.ndarray]:
+    """Returns one `[M]` array of anomaly logits per seed."""
+    per_seed = seeds.unstack(states, len(seed_ids))
+    return [split_lib.batched_apply(lambda b, s=s: predict(s, b), images) for s in per_seed]
+
+
+def _metric_writer(workdir: str):
+    from clu import metric_writers  # TensorFlow-backed; imported only when a run writes
+    return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+
+class _AuthorsProtocol:
+    """Diagnostic: the authors' checkpoint selection by AUC on 30% of the labelled test set."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = labels
+        self.valid = evaluate.authors_protocol_split(labels)
+        self.best = None  # per seed: (valid AUC, iteration, AUC on the other 70%)
+
+    def update(self, iteration: int, scores: list[np.ndarray]) -> None:
+        rest = ~self.valid
+        current = [(evaluate.auc(self.labels[self.valid], s[self.valid]), iteration,
+                    evaluate.auc(self.labels[rest], s[rest])) for s in scores]
+        self.best = current if self.best is None else [
+            c if c[0] > b[0] else b for b, c in zip(self.best, current, strict=False)]
+
+    def summary(self, final_scores: list[np.ndarray]) -> dict:
+        rest = ~self.valid
+        final = [evaluate.auc(self.labels[rest], s[rest]) for s in final_scores]
+        return {"selected_iteration": [b[1] for b in self.best],
+                "auc_selected_on_test": [b[2] for b in self.best],
+                "auc_final_same_70pct": final,
+                "inflation_mean": float(np.mean([b[2] for b in self.best]) - np.mean(final))}

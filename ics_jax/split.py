@@ -1,0 +1,83 @@
+"""Intra-class splitting: by an autoencoder's SSIM, the least typical `rho` of the normal class."""
+
+import dataclasses
+
+import dm_pix
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ics_jax import loops
+from ics_jax.models import AutoEncoder
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """The split of the normal training images.
+
+    `scores`: `[N]` SSIM(x, reconstruction); `atypical`: sorted `[round(rho * N)]` indices of the
+    lowest scores; `typical`: sorted indices of the rest.
+    """
+
+    scores: np.ndarray
+    atypical: np.ndarray
+    typical: np.ndarray
+
+
+def split_by_score(scores: np.ndarray, rho: float) -> Split:
+    """Returns the split whose atypical part is the `round(rho * N)` lowest scores.
+
+    Ties are broken by index (a stable sort), so the split is a function of the scores alone.
+    """
+    scores = np.asarray(scores)
+    num_atypical = int(round(rho * scores.shape[0]))
+    if not 0 < num_atypical < scores.shape[0]:
+        raise ValueError(f"rho={rho} leaves an empty part of {scores.shape[0]} images")
+    order = np.argsort(scores, kind="stable")
+    return Split(scores=scores, atypical=np.sort(order[:num_atypical]),
+                 typical=np.sort(order[num_atypical:]))
+
+
+def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
+                      learning_rate: float, loop_form: str = "python", chunk_size: int = 50,
+                      autoencoder: AutoEncoder | None = None):
+    """Trains the autoencoder on `images` `[N, H, W, C]` with MSE; returns `(module, params)`."""
+    autoencoder = autoencoder or AutoEncoder()
+    params = autoencoder.init(key, jnp.asarray(images[:1]))["params"]
+    tx = optax.adam(learning_rate)
+
+    def step(carry, step_index, phase, data):
+        del phase  # one phase only
+        params, opt_state = carry
+        batch_key = jax.random.fold_in(key, step_index)
+        batch = data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])]
+        loss, grads = jax.value_and_grad(
+            lambda p: jnp.mean(jnp.square(autoencoder.apply({"params": p}, batch) - batch)))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    carry, _ = loops.run(step, (params, tx.init(params)), 0, num_steps, loop_form=loop_form,
+                         chunk_size=chunk_size, report_every=num_steps,
+                         consts=(jnp.asarray(images),))
+    return autoencoder, carry[0]
+
+
+def batched_apply(fn, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Applies a jitted `fn` to `images` in fixed-size batches (the last one padded)."""
+    n = images.shape[0]
+    pad = (-n) % batch_size
+    padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    out = [np.asarray(fn(padded[i:i + batch_size])) for i in range(0, n + pad, batch_size)]
+    return np.concatenate(out)[:n]
+
+
+def ssim_scores(autoencoder: AutoEncoder, params, images: np.ndarray,
+                max_val: float = 1.0) -> np.ndarray:
+    """Returns `[N]` SSIM between each image and its reconstruction (higher = more typical)."""
+
+    @jax.jit
+    def score(batch):
+        return dm_pix.ssim(batch, autoencoder.apply({"params": params}, batch), max_val=max_val)
+
+    return batched_apply(score, images)
