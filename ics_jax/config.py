@@ -18,6 +18,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.seed = 0
     # Classifier and its training.
     c.backbone = "alexnet"
+    c.conv_features = (32, 64, 96, 96, 64)  # alexnet; icsnet uses its own (16, 32, 64, 128)
+    c.dense_features = 256
     c.latent_dim = 128
     c.batch_norm = False
     c.dropout = 0.0
@@ -30,6 +32,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Split autoencoder.
     c.ae_num_steps = 600
     c.ae_learning_rate = 1e-3
+    c.ae_conv_features = (16, 32, 48, 48, 32)
     c.ae_latent_channels = 32
     c.ssim_max_val = 1.0
     # Execution.

@@ -29,6 +29,11 @@ def write_json(path: str, obj) -> None:
     _atomic(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
+def write_text(path: str, text: str) -> None:
+    """Writes `text`, atomically."""
+    _atomic(path, lambda f: f.write(text))
+
+
 def write_npz(path: str, **arrays) -> None:
     """Writes arrays to an `.npz`, atomically."""
     _atomic(path, lambda f: np.savez(f, **arrays), mode="wb")

@@ -24,9 +24,10 @@ METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",)}
 
 def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
     """Returns the classifier network that `config` describes."""
-    kwargs = {"latent_dim": config.latent_dim, "dropout": config.dropout}
+    kwargs = {"latent_dim": config.latent_dim, "dropout": config.dropout,
+              "dense_features": config.dense_features}
     if config.backbone == "alexnet":
-        kwargs["batch_norm"] = config.batch_norm
+        kwargs.update(batch_norm=config.batch_norm, conv_features=tuple(config.conv_features))
     return models.OneClassNet(models.make_backbone(config.backbone, **kwargs),
                               distance=config.distance)
 
@@ -36,19 +37,28 @@ def compute_split(config, images: np.ndarray, key: jax.Array) -> split_lib.Split
     autoencoder, params = split_lib.train_autoencoder(
         images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
         learning_rate=config.ae_learning_rate, loop_form="python",
-        autoencoder=models.AutoEncoder(latent_channels=config.ae_latent_channels))
+        autoencoder=models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
+                                       latent_channels=config.ae_latent_channels))
     scores = split_lib.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
     return split_lib.split_by_score(scores, config.rho)
 
 
+def load_split(path: str) -> split_lib.Split:
+    """Reads a split saved by `run_experiment` (`split.npz`)."""
+    with np.load(path) as f:
+        return split_lib.Split(scores=f["scores"], atypical=f["atypical"], typical=f["typical"])
+
+
 def _load_or_compute_split(config, images, key, path) -> split_lib.Split:
     if os.path.exists(path):
-        with np.load(path) as f:
-            return split_lib.Split(scores=f["scores"], atypical=f["atypical"],
-                                   typical=f["typical"])
+        return load_split(path)
     split = compute_split(config, images, key)
-    outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical)
+    _save_split(path, split)
     return split
+
+
+def _save_split(path: str, split: split_lib.Split) -> None:
+    outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical)
 
 
 def _resolve(value: str, default: Callable[[], str]) -> str:
@@ -72,10 +82,12 @@ def _check_finite(losses: np.ndarray, first_step: int, phases: tuple, seed_ids: 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                    data: data_lib.OneClassData | None = None,
+                   split: split_lib.Split | None = None,
                    progress: Callable[[dict], None] | None = None) -> dict:
     """Runs `config` in `workdir`; returns the results dict also written to `results.json`.
 
-    `data` overrides loading from `config` (tests, notebooks); `progress` receives a dict per
+    `data` overrides loading from `config` (tests, notebooks); `split` reuses a split computed
+    for the same data and `rho` (ablations of the classifier); `progress` receives a dict per
     report (`iteration`, `num_iterations`, per-phase mean `losses`, `seconds`).
     """
     t_start = time.time()
@@ -89,8 +101,11 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     split_key, init_key, train_key = jax.random.split(root_key, 3)
 
     t0 = time.time()
-    split = _load_or_compute_split(config, data.x_train, split_key,
-                                   os.path.join(workdir, "split.npz"))
+    split_path = os.path.join(workdir, "split.npz")
+    if split is None:
+        split = _load_or_compute_split(config, data.x_train, split_key, split_path)
+    else:
+        _save_split(split_path, split)
     outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"), data.x_train,
                                   split.scores,
                                   title=f"{config.dataset} class {config.normal_class}")
