@@ -70,13 +70,26 @@ class UsageError(ValueError):
     """A mistake in the command line."""
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parses `argv` like absl, but a bad flag raises UsageError (one line, exit code 2) instead
+    of absl's usage text and exit code 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        raise UsageError(str(e)) from e
+    except (AttributeError, KeyError) as e:  # ml_collections: `--config.KEY` names no key
+        key = str(e).strip("\"' ")
+        raise UsageError(f"unknown config key {key!r}: no --config.{key} in the config "
+                         "(keys: ics_jax/config.py)") from e
+
+
 def run() -> None:
     """Entry point: absl app with one-line errors for user mistakes."""
     argv = resolve_config_path(sys.argv)
     debug = "--debug" in argv
     try:
-        app.run(main, argv=argv)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, AttributeError) as e:
+        app.run(main, argv=argv, flags_parser=_parse_flags)
+    except (ValueError, KeyError, TypeError, OSError, AttributeError) as e:
         if debug:
             raise
         message = " ".join(str(e).split()) or type(e).__name__

@@ -1,0 +1,64 @@
+"""Shared test setup: CPU JAX with 8 forced host devices, and a tiny experiment configuration.
+
+The environment variables are set here, before any test module imports JAX or TensorFlow.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["JAX_PLATFORMS"] = "cpu"
+
+import pytest  # noqa: E402
+
+# Config values that make a whole experiment take seconds: two seeds, four iterations, a
+# checkpoint and a progress report every two iterations, and networks a few channels wide.
+TINY = {
+    "num_seeds": 2,
+    "num_iterations": 4,
+    "log_every": 2,
+    "checkpoint_every": 2,
+    "ae_num_steps": 3,
+    "batch_size": 8,
+    "conv_features": (4, 4, 4, 4, 4),
+    "dense_features": 8,
+    "latent_dim": 4,
+    "ae_conv_features": (4, 4, 4, 4, 4),
+    "ae_latent_channels": 4,
+}
+
+
+def tiny_flags(values: dict | None = None) -> list[str]:
+    """Returns `--config.KEY=VALUE` command-line overrides for `values` (default `TINY`).
+
+    Tuples are written as Python literals, e.g. `--config.conv_features=(4, 4, 4, 4, 4)`, which
+    ml_collections' config_flags parses back into a tuple.
+    """
+    values = TINY if values is None else values
+    return [f"--config.{key}={value!r}" if isinstance(value, tuple)
+            else f"--config.{key}={value}" for key, value in values.items()]
+
+
+def apply_tiny(config, values: dict | None = None):
+    """Sets `values` (default `TINY`) on the ConfigDict `config` in place and returns it."""
+    values = TINY if values is None else values
+    with config.unlocked():
+        for key, value in values.items():
+            if key not in config:
+                raise KeyError(f"TINY names {key!r}, which the config does not have")
+            setattr(config, key, value)
+    return config
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """`--config.KEY=VALUE` strings that make a command-line run tiny (see `TINY`)."""
+    return tiny_flags()
+
+
+@pytest.fixture
+def tiny_config():
+    """The default configuration (`ics_jax.config.default_config`) with `TINY` applied."""
+    from ics_jax.config import default_config
+
+    return apply_tiny(default_config())
