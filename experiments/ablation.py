@@ -8,12 +8,11 @@ autoencoder or SSIM compute their own. Writes `ablation.json` and `ablation.md` 
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments.run import resolve_config_path
+from experiments import cli
 
 # name -> config overrides, relative to the config given on the command line.
 VARIANTS = {
@@ -60,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, argv=resolve_config_path(sys.argv))
+    cli.run_app(main)

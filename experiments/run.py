@@ -7,37 +7,16 @@ traceback).
 """
 
 import os
-import sys
 import time
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-
-
-def resolve_config_path(argv: list[str]) -> list[str]:
-    """Rewrites `--config NAME.py[:arg]` to a path under `experiments/configs/` if needed."""
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg == "--config" and i + 1 < len(out):
-            out[i + 1] = _resolve(out[i + 1])
-        elif arg.startswith("--config=") and "." not in arg.split("=", 1)[0][len("--config"):]:
-            out[i] = "--config=" + _resolve(arg.split("=", 1)[1])
-    return out
-
-
-def _resolve(spec: str) -> str:
-    path, sep, rest = spec.partition(":")
-    if not os.path.exists(path) and os.path.exists(os.path.join(CONFIG_DIR, path)):
-        path = os.path.join(CONFIG_DIR, path)
-    return path + sep + rest
-
+from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for this run's outputs.")
-_DEBUG = flags.DEFINE_bool("debug", False, "Show tracebacks instead of one-line errors.")
 
 
 def _print_progress(report: dict) -> None:
@@ -55,7 +34,7 @@ def main(argv: list[str]) -> None:
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
-        raise UsageError("give --config NAME.py and --workdir DIR")
+        raise cli.UsageError("give --config NAME.py and --workdir DIR")
     print(f"{config.method} on {config.dataset} class {config.normal_class}: "
           f"{config.num_seeds} seeds x {config.num_iterations} iterations -> {workdir}", flush=True)
     t0 = time.time()
@@ -66,35 +45,9 @@ def main(argv: list[str]) -> None:
           flush=True)
 
 
-class UsageError(ValueError):
-    """A mistake in the command line."""
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """Parses `argv` like absl, but a bad flag raises UsageError (one line, exit code 2) instead
-    of absl's usage text and exit code 1."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        raise UsageError(str(e)) from e
-    except (AttributeError, KeyError) as e:  # ml_collections: `--config.KEY` names no key
-        key = str(e).strip("\"' ")
-        raise UsageError(f"unknown config key {key!r}: no --config.{key} in the config "
-                         "(keys: ics_jax/config.py)") from e
-
-
 def run() -> None:
-    """Entry point: absl app with one-line errors for user mistakes."""
-    argv = resolve_config_path(sys.argv)
-    debug = "--debug" in argv
-    try:
-        app.run(main, argv=argv, flags_parser=_parse_flags)
-    except (ValueError, KeyError, TypeError, OSError, AttributeError) as e:
-        if debug:
-            raise
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+    """Entry point (also called by the tests)."""
+    cli.run_app(main)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ again, so a stopped table resumes. Writes `workdir/ics_table.md` after every cla
 
 import json
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from experiments.run import resolve_config_path
+from experiments import cli
 
 # Local raw files of each dataset under --data_root, laid out as ../shared/data.
 LOCAL_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
@@ -80,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, argv=resolve_config_path(sys.argv))
+    cli.run_app(main)

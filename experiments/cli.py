@@ -1,0 +1,62 @@
+"""What every command of `experiments/` shares: config-name resolution and one-line errors."""
+
+import os
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+class UsageError(ValueError):
+    """A mistake in the command line."""
+
+
+def resolve_config_path(argv: list[str]) -> list[str]:
+    """Rewrites `--config NAME.py[:arg]` to a path under `experiments/configs/` if needed."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = _resolve(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + _resolve(arg.split("=", 1)[1])
+    return out
+
+
+def _resolve(spec: str) -> str:
+    path, sep, rest = spec.partition(":")
+    if not os.path.exists(path) and os.path.exists(os.path.join(CONFIG_DIR, path)):
+        path = os.path.join(CONFIG_DIR, path)
+    return path + sep + rest
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """Parses `argv` like absl, but a bad flag raises UsageError (one line, exit code 2) instead
+    of absl's usage text and exit code 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        raise UsageError(str(e)) from e
+    except (AttributeError, KeyError) as e:  # ml_collections: `--config.KEY` names no key
+        key = str(e).strip("\"' ")
+        raise UsageError(f"unknown config key {key!r}: no --config.{key} in the config "
+                         "(keys: ics_jax/config.py)") from e
+
+
+def run_app(main: Callable[[list[str]], None]) -> None:
+    """Runs an absl `main`; a user mistake ends with one `error:` line and exit code 2.
+
+    `--debug` anywhere on the command line shows the traceback instead.
+    """
+    argv = resolve_config_path(sys.argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        app.run(main, argv=argv, flags_parser=_parse_flags)
+    except (ValueError, KeyError, TypeError, OSError, AttributeError) as e:
+        if debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
