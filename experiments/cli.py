@@ -54,9 +54,10 @@ def run_app(main: Callable[[list[str]], None]) -> None:
     argv = [a for a in argv if a != "--debug"]
     try:
         app.run(main, argv=argv, flags_parser=_parse_flags)
-    except (ValueError, KeyError, TypeError, OSError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, OSError, AttributeError, FloatingPointError) as e:
         if debug:
             raise
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
+        # 1: the run itself failed (a non-finite loss); 2: the user's input was wrong.
+        sys.exit(1 if isinstance(e, FloatingPointError) else 2)

@@ -1,0 +1,49 @@
+"""The library pipeline on synthetic data: resume equals an uninterrupted run; NaN stops a run."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import apply_tiny
+
+from ics_jax import data as data_lib
+from ics_jax import default_config, pipeline
+
+
+def _synthetic(n_train=48, n_test=40, seed=0) -> data_lib.OneClassData:
+    """Normal: a bright square; anomalies: a bright bar; both with noise."""
+    rng = np.random.default_rng(seed)
+    x_train = 0.1 * rng.random((n_train, 28, 28, 1), dtype=np.float32)
+    x_train[:, 8:20, 8:20] += 0.8
+    x_test = 0.1 * rng.random((n_test, 28, 28, 1), dtype=np.float32)
+    y_test = (np.arange(n_test) % 2).astype(np.int32)
+    x_test[y_test == 0, 8:20, 8:20] += 0.8
+    x_test[y_test == 1, 2:26, 12:16] += 0.8
+    return data_lib.OneClassData(x_train=x_train, x_test=x_test, y_test=y_test,
+                                 test_classes=y_test.astype(np.int64))
+
+
+def _config(**overrides):
+    config = apply_tiny(default_config())
+    config.update(overrides)
+    return config
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    data = _synthetic()
+    straight = pipeline.run_experiment(_config(num_iterations=4), str(tmp_path / "a"), data=data)
+    pipeline.run_experiment(_config(num_iterations=2), str(tmp_path / "b"), data=data)
+    reports = []
+    resumed = pipeline.run_experiment(_config(num_iterations=4), str(tmp_path / "b"), data=data,
+                                      progress=reports.append)
+    assert [r["iteration"] for r in reports] == [4]  # iterations 1-2 came from the checkpoint
+    assert resumed["auc"] == straight["auc"]
+
+
+def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path):
+    config = _config(learning_rate=math.inf)
+    with pytest.raises(pipeline.NonFiniteError,
+                       match=r"non-finite (closeness|intra_class|dispersion) loss at iteration "
+                             r"\d+ of seed \d+"):
+        pipeline.run_experiment(config, str(tmp_path), data=_synthetic())
+    assert not (tmp_path / "results.json").exists()
