@@ -5,7 +5,7 @@ import pathlib
 import re
 
 import pytest
-from conftest import apply_tiny
+from conftest import TINY, apply_tiny
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,7 +21,9 @@ def test_readme_library_example_runs(tmp_path, monkeypatch, capsys):
     import ics_jax
 
     default = ics_jax.default_config
-    monkeypatch.setattr(ics_jax, "default_config", lambda: apply_tiny(default()))
+    # Tiny networks; the example's own 300 iterations, reported and checkpointed once.
+    tiny = {**TINY, "log_every": 300, "checkpoint_every": 300}
+    monkeypatch.setattr(ics_jax, "default_config", lambda: apply_tiny(default(), tiny))
     monkeypatch.chdir(tmp_path)
     with tfds.testing.mock_data(num_examples=60):
         exec(compile(_library_example(), str(README), "exec"), {})
