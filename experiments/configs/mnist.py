@@ -7,13 +7,8 @@
 `--config.normal_class=3`, `--config.rho=0.2` and any other key override the defaults.
 """
 
-from ics_jax.config import default_config
+from experiments.configs import common
 
 
 def get_config(arg: str | None = None):
-    config = default_config()
-    config.dataset = "mnist"
-    if arg == "quick":
-        config.num_seeds = 1
-        config.num_iterations = 300
-    return config
+    return common.make("mnist", arg)
