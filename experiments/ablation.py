@@ -21,9 +21,10 @@ VARIANTS = {
     "binary loss only (NNwICS)": {"method": "nn_w_ics"},
     "authors' network (icsnet)": {"backbone": "icsnet", "dropout": 0.5, "weight_decay": 1e-3},
     "wide AE bottleneck (512)": {"ae_latent_channels": 512},
+    "spatial AE bottleneck (4x4x32)": {"ae_global_bottleneck": False},
 }
-SPLIT_KEYS = ("ae_num_steps", "ae_learning_rate", "ae_latent_channels", "ssim_max_val", "rho",
-              "seed")
+SPLIT_KEYS = ("ae_num_steps", "ae_learning_rate", "ae_latent_channels", "ae_global_bottleneck",
+              "ssim_max_val", "rho", "seed")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Base config file.", lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the ablation's outputs.")

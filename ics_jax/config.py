@@ -34,6 +34,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.ae_learning_rate = 1e-3
     c.ae_conv_features = (16, 32, 48, 48, 32)
     c.ae_latent_channels = 32
+    c.ae_global_bottleneck = True  # False: a 1x1 convolution, the code keeps the spatial map
     c.ssim_max_val = 1.0
     # Execution.
     c.strategy = "auto"  # seeds: 'loop', 'vmap' or 'auto' (loop on CPU, vmap elsewhere)

@@ -127,10 +127,15 @@ class OneClassNet(nn.Module):
 class AutoEncoder(nn.Module):
     """The split autoencoder: an AlexNet-like encoder whose dense layers are replaced by one
     convolution onto a `latent_channels` bottleneck, and a mirrored decoder of transposed
-    convolutions. Returns the reconstruction, same shape as the input, in (0, 1)."""
+    convolutions. Returns the reconstruction, same shape as the input, in (0, 1).
+
+    `global_bottleneck`: the convolution covers the whole final `H/8 x W/8` map, so the code is
+    `1 x 1 x latent_channels`; with False it is a 1x1 convolution and the code keeps the map.
+    """
 
     conv_features: Sequence[int] = (16, 32, 48, 48, 32)
     latent_channels: int = 32
+    global_bottleneck: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -142,8 +147,8 @@ class AutoEncoder(nn.Module):
         y = nn.relu(nn.Conv(c3, (3, 3))(y))
         y = nn.relu(nn.Conv(c4, (3, 3))(y))
         y = nn.max_pool(nn.relu(nn.Conv(c5, (3, 3))(y)), (2, 2), (2, 2))
-        grid = y.shape[1:3]  # [H/8, W/8]
-        y = nn.relu(nn.Conv(self.latent_channels, grid, padding="VALID")(y))  # [B, 1, 1, latent]
+        grid = y.shape[1:3] if self.global_bottleneck else (1, 1)  # [H/8, W/8] or 1x1
+        y = nn.relu(nn.Conv(self.latent_channels, grid, padding="VALID")(y))
         y = nn.relu(nn.ConvTranspose(c5, grid, padding="VALID")(y))
         for features in (c3, c2, c1):
             y = nn.relu(nn.ConvTranspose(features, (3, 3), strides=(2, 2))(y))

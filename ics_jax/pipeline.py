@@ -38,7 +38,8 @@ def compute_split(config, images: np.ndarray, key: jax.Array) -> split_lib.Split
         images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
         learning_rate=config.ae_learning_rate, loop_form="python",
         autoencoder=models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
-                                       latent_channels=config.ae_latent_channels))
+                                       latent_channels=config.ae_latent_channels,
+                                       global_bottleneck=config.ae_global_bottleneck))
     scores = split_lib.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
     return split_lib.split_by_score(scores, config.rho)
 
