@@ -146,7 +146,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
         by_phase = {p: float(losses[i::cycle].mean()) for i, p in enumerate(phases)}
         iteration = end_step // cycle
         writer.write_scalars(iteration, {f"loss/{p}": v for p, v in by_phase.items()})
-        checkpoint.save(ckpt, end_step, states_now, force=end_step == first_step + num_steps)
+        checkpoint.save(ckpt, end_step, states_now, force=end_step == num_steps)
         if protocol is not None:
             protocol.update(iteration, _test_scores(predict, states_now, data.x_test, seed_ids))
         if progress is not None:
@@ -158,7 +158,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     if first_step < num_steps:
         states = seeds.run_seeds(step, states, split_data, seed_keys, first_step,
                                  num_steps - first_step,
-                                 strategy=strategy, loop_form=loop_form, chunk_size=cycle,
+                                 strategy=strategy, loop_form=loop_form,
+                                 # unrolled: one iteration per program; scan: one report
+                                 chunk_size=cycle if loop_form == "unrolled" else report_every,
                                  report_every=report_every, cycle=cycle, on_report=on_report)
     ckpt.wait_until_finished()
     t_train = time.time() - t_train0
