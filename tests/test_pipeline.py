@@ -47,3 +47,14 @@ def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path)
                              r"\d+ of seed \d+"):
         pipeline.run_experiment(config, str(tmp_path), data=_synthetic())
     assert not (tmp_path / "results.json").exists()
+
+
+def test_accelerator_path_matches_cpu_path(tmp_path):
+    """`vmap` + `scan` (the accelerator defaults) give the AUCs of `loop` + `unrolled`."""
+    data = _synthetic()
+    cpu = pipeline.run_experiment(_config(strategy="loop", loop_form="unrolled"),
+                                  str(tmp_path / "cpu"), data=data)
+    accel = pipeline.run_experiment(_config(strategy="vmap", loop_form="scan"),
+                                    str(tmp_path / "accel"), data=data)
+    np.testing.assert_allclose(accel["auc"], cpu["auc"], atol=0.02)
+    assert accel["strategy"] == "vmap" and accel["loop_form"] == "scan"
