@@ -17,7 +17,7 @@ from experiments import cli
 # name -> config overrides, relative to the config given on the command line.
 VARIANTS = {
     "default": {},
-    "distance |z_i - z_j|": {"distance": "absolute"},
+    "distance abs(z_i - z_j)": {"distance": "absolute"},
     "binary loss only (NNwICS)": {"method": "nn_w_ics"},
     "authors' network (icsnet)": {"backbone": "icsnet", "dropout": 0.5, "weight_decay": 1e-3},
     "wide AE bottleneck (512)": {"ae_latent_channels": 512},
@@ -53,7 +53,7 @@ def main(argv):
               f"(train {results['timing']['train']:.0f} s)", flush=True)
     outputs.write_json(os.path.join(workdir, "ablation.json"), rows)
     lines = [f"| variant | AUC % ({base.dataset} class {base.normal_class}, "
-             f"{base.num_iterations} iterations, {base.num_seeds} seed(s)) |", "| --- | --- |"]
+             f"{base.num_iterations} iterations, {base.num_seeds} seeds) |", "| --- | --- |"]
     lines += [f"| {r['variant']} | {100 * r['auc_mean']:.1f} ({100 * r['auc_std']:.1f}) |"
               for r in rows]
     outputs.write_text(os.path.join(workdir, "ablation.md"), "\n".join(lines) + "\n")
