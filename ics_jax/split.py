@@ -17,12 +17,14 @@ class Split:
     """The split of the normal training images.
 
     `scores`: `[N]` SSIM(x, reconstruction); `atypical`: sorted `[round(rho * N)]` indices of the
-    lowest scores; `typical`: sorted indices of the rest.
+    lowest scores; `typical`: sorted indices of the rest; `test_scores`: `[M]` the same SSIM of
+    the test images, if computed (the paper's SSIM baseline scores with it).
     """
 
     scores: np.ndarray
     atypical: np.ndarray
     typical: np.ndarray
+    test_scores: np.ndarray | None = None
 
 
 def split_by_score(scores: np.ndarray, rho: float) -> Split:

@@ -38,6 +38,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
                                       progress=reports.append)
     assert [r["iteration"] for r in reports] == [4]  # iterations 1-2 came from the checkpoint
     assert resumed["auc"] == straight["auc"]
+    assert 0.0 <= straight["ssim_auc"] <= 1.0  # the SSIM baseline, from the split's test scores
+    assert resumed["ssim_auc"] == straight["ssim_auc"]
 
 
 def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path):
