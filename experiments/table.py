@@ -32,8 +32,8 @@ def render(workdir: str, datasets: list[str], classes: list[int]) -> str:
     from ics_jax import paper
     table = paper.table1()
     lines = ["| dataset | class | ours: AUC % mean (std) | paper ICS | difference | seeds | "
-             "iterations | train s | authors' selection on test labels |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "iterations | train s | authors' selection on test labels | SSIM baseline: ours "
+             "(paper) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dataset in datasets:
         ours_all, paper_all = [], []
         for c in classes:
@@ -49,11 +49,11 @@ def render(workdir: str, datasets: list[str], classes: list[int]) -> str:
             lines.append(f"| {dataset} | {paper.class_name(dataset, c)} | {mean:.1f} ({std:.1f}) "
                          f"| {ref:.1f} | {mean - ref:+.1f} | {len(r['seeds'])} | "
                          f"{r['num_iterations']} | {r['timing']['train']:.0f} | "
-                         f"{_authors_cell(r)} |")
+                         f"{_authors_cell(r)} | {_ssim_cell(r, table[(dataset, c, 'ssim')][0])} |")
         if ours_all:
             m, p = sum(ours_all) / len(ours_all), sum(paper_all) / len(paper_all)
             lines.append(f"| {dataset} | **mean of {len(ours_all)}** | **{m:.1f}** | **{p:.1f}** "
-                         f"| {m - p:+.1f} | | | | |")
+                         f"| {m - p:+.1f} | | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -66,6 +66,11 @@ def _authors_cell(results: dict) -> str:
     selected = 100 * sum(a["auc_selected_on_test"]) / len(a["auc_selected_on_test"])
     final = 100 * sum(a["auc_final_same_70pct"]) / len(a["auc_final_same_70pct"])
     return f"{selected:.1f} ({final:.1f})"
+
+
+def _ssim_cell(results: dict, paper_ssim: float) -> str:
+    ours = results.get("ssim_auc")
+    return "" if ours is None else f"{100 * ours:.1f} ({paper_ssim:.1f})"
 
 
 def main(argv):
