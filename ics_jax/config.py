@@ -22,7 +22,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.dense_features = 256
     c.latent_dim = 128
     c.batch_norm = False
-    c.dropout = 0.0
+    c.dropout = ml_collections.FieldReference(None, field_type=float)  # None: the backbone's
     c.distance = "difference"
     c.num_iterations = 10000
     c.batch_size = 64

@@ -25,8 +25,9 @@ METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",)}
 
 def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
     """Returns the classifier network that `config` describes."""
-    kwargs = {"latent_dim": config.latent_dim, "dropout": config.dropout,
-              "dense_features": config.dense_features}
+    kwargs = {"latent_dim": config.latent_dim, "dense_features": config.dense_features}
+    if config.dropout is not None:  # else the backbone's own: alexnet 0, icsnet 0.5
+        kwargs["dropout"] = config.dropout
     if config.backbone == "alexnet":
         kwargs.update(batch_norm=config.batch_norm, conv_features=tuple(config.conv_features))
     return models.OneClassNet(models.make_backbone(config.backbone, **kwargs),
