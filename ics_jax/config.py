@@ -1,6 +1,25 @@
-"""The default experiment configuration; `experiments/configs/*.py` start from it."""
+"""The default experiment configuration (`experiments/configs/*.py` start from it) and its
+validation, run before any work."""
+
+import os
 
 import ml_collections
+
+CHOICES = {
+    "dataset": ("mnist", "fashion_mnist", "cifar10"),
+    "method": ("ics", "nn_w_ics"),
+    "backbone": ("alexnet", "icsnet"),
+    "distance": ("difference", "absolute", "squared"),
+    "strategy": ("auto", "loop", "vmap"),
+    "loop_form": ("auto", "python", "unrolled", "scan"),
+}
+POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
+            "checkpoint_every", "keep_checkpoints", "ae_num_steps", "ae_learning_rate",
+            "ssim_max_val", "latent_dim", "dense_features", "ae_latent_channels")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says which key and what would."""
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -46,3 +65,29 @@ def default_config() -> ml_collections.ConfigDict:
     # labelled test set every `log_every` iterations. Uses test labels; never our result.
     c.authors_protocol = False
     return c
+
+
+def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
+    """Raises ConfigError naming the first key whose value cannot work."""
+    for key, allowed in CHOICES.items():
+        if config[key] not in allowed:
+            raise ConfigError(f"{key}={config[key]!r} is not one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        if not config[key] > 0:
+            raise ConfigError(f"{key}={config[key]!r} must be positive")
+    if not 0 <= config.normal_class < num_classes:
+        raise ConfigError(f"normal_class={config.normal_class} is outside the dataset's classes "
+                          f"0..{num_classes - 1}")
+    if not 0.0 < config.rho < 0.5:
+        raise ConfigError(f"rho={config.rho} must lie in (0, 0.5): the atypical part is the "
+                          "smaller one (the paper uses 0.1)")
+    if config.batch_size < 2 or config.batch_size % 2:
+        raise ConfigError(f"batch_size={config.batch_size} must be even and at least 2 (the "
+                          "binary phase takes half typical, half atypical)")
+    if not 0.0 <= (config.dropout or 0.0) < 1.0:
+        raise ConfigError(f"dropout={config.dropout} must lie in [0, 1)")
+    if config.weight_decay < 0:
+        raise ConfigError(f"weight_decay={config.weight_decay} must not be negative")
+    if config.data_dir is not None and not os.path.exists(os.path.expanduser(config.data_dir)):
+        raise ConfigError(f"data_dir={config.data_dir} does not exist; give a folder or file "
+                          "with the raw data, or leave it unset for TFDS")

@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from ics_jax import checkpoint, evaluate, loops, models, outputs, seeds, train
+from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
 
@@ -104,6 +105,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     report (`iteration`, `num_iterations`, per-phase mean `losses`, `seconds`).
     """
     t_start = time.time()
+    config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
     os.makedirs(workdir, exist_ok=True)
     outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     if data is None:

@@ -1,6 +1,7 @@
 """The library pipeline on synthetic data: resume equals an uninterrupted run; NaN stops a run."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -60,3 +61,18 @@ def test_accelerator_path_matches_cpu_path(tmp_path):
                                     str(tmp_path / "accel"), data=data)
     np.testing.assert_allclose(accel["auc"], cpu["auc"], atol=0.02)
     assert accel["strategy"] == "vmap" and accel["loop_form"] == "scan"
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"normal_class": 10}, "normal_class=10"),
+    ({"rho": 0.5}, "rho=0.5"),
+    ({"rho": 0.0}, "rho=0.0"),
+    ({"batch_size": 7}, "batch_size=7"),
+    ({"backbone": "resnet"}, "backbone='resnet'"),
+    ({"num_iterations": 0}, "num_iterations=0"),
+    ({"data_dir": "/no/such/folder"}, "data_dir=/no/such/folder does not exist"),
+])
+def test_bad_config_fails_before_any_work(tmp_path, override, message):
+    with pytest.raises(pipeline.config_lib.ConfigError, match=re.escape(message)):
+        pipeline.run_experiment(_config(**override), str(tmp_path / "run"), data=_synthetic())
+    assert not (tmp_path / "run").exists()  # nothing written, nothing trained
