@@ -4,10 +4,13 @@ A checkpoint holds the stacked training state (all seeds) under the step number 
 it; the split is saved beside it by the pipeline (`split.npz`).
 """
 
+import logging
 import os
 
 import jax
 import orbax.checkpoint as ocp
+
+log = logging.getLogger("ics_jax")
 
 
 def manager(directory: str, *, save_every: int = 1, keep: int = 2) -> ocp.CheckpointManager:
@@ -31,3 +34,21 @@ def restore(mngr: ocp.CheckpointManager, step: int, like):
     """Restores the state saved at `step` with the structure and classes of `like`."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+
+
+def restore_latest(mngr: ocp.CheckpointManager, like) -> tuple[int, object]:
+    """Restores the newest checkpoint that reads back, newest first; returns `(step, state)`.
+
+    A checkpoint that fails to read (truncated, corrupt) is logged with its path, renamed to
+    `<step>.unreadable` and skipped for the one before it. Returns `(0, like)` when none reads.
+    """
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            return step, restore(mngr, step, like)
+        except Exception as e:  # noqa: BLE001  (any read failure means: try the previous one)
+            path = os.path.join(str(mngr.directory), str(step))
+            log.warning("checkpoint %s is unreadable (%s); kept as %s.unreadable, trying the "
+                        "previous one", path, " ".join(str(e).split())[:200], path)
+            os.rename(path, path + ".unreadable")  # out of the manager's way, not deleted
+            mngr.reload()
+    return 0, like

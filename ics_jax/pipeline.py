@@ -145,9 +145,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     ckpt = checkpoint.manager(os.path.join(workdir, "checkpoints"),
                               save_every=config.checkpoint_every * cycle,
                               keep=config.keep_checkpoints)
-    first_step = checkpoint.latest_step(ckpt) or 0
-    if first_step:
-        states = checkpoint.restore(ckpt, first_step, states)
+    first_step, states = checkpoint.restore_latest(ckpt, states)
 
     predict = jax.jit(train.make_predict(net))
     protocol = _AuthorsProtocol(data.y_test) if config.authors_protocol else None

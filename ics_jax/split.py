@@ -34,8 +34,9 @@ def split_by_score(scores: np.ndarray, rho: float) -> Split:
     """
     scores = np.asarray(scores)
     num_atypical = int(round(rho * scores.shape[0]))
-    if not 0 < num_atypical < scores.shape[0]:
-        raise ValueError(f"rho={rho} leaves an empty part of {scores.shape[0]} images")
+    if not 2 <= num_atypical <= scores.shape[0] - 2:
+        raise ValueError(f"rho={rho} splits {scores.shape[0]} images into {num_atypical} "
+                         "atypical and the rest typical; pairs need at least 2 in each part")
     order = np.argsort(scores, kind="stable")
     return Split(scores=scores, atypical=np.sort(order[:num_atypical]),
                  typical=np.sort(order[num_atypical:]))

@@ -9,6 +9,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # Config values that make a whole experiment take seconds: two seeds, four iterations, a
@@ -62,3 +63,14 @@ def tiny_config():
     from ics_jax.config import default_config
 
     return apply_tiny(default_config())
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    """A tiny MNIST-shaped `.npz` data file (random pixels, 4 train images per class)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+             y_train=np.arange(40) % 10, x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+             y_test=np.arange(20) % 10)
+    return path

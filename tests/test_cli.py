@@ -142,16 +142,6 @@ def test_second_run_in_same_workdir_resumes_without_training(cli_run):
 # Bad input: exit code 2 and one `error:` line, no traceback ----------------------------------
 
 
-@pytest.fixture
-def tiny_npz(tmp_path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
-             y_train=np.arange(40) % 10, x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-             y_test=np.arange(20) % 10)
-    return path
-
-
 @pytest.mark.parametrize("case", ["missing_data_dir", "normal_class_11", "unknown_key",
                                   "missing_config_file"])
 def test_bad_input_exits_2_with_one_error_line(case, tmp_path, tiny_npz, tiny_overrides):

@@ -228,3 +228,21 @@ def test_authors_protocol_takes_the_first_30_percent_of_each_label():
     mask = evaluate.authors_protocol_split(labels)
     assert mask[:3].all() and not mask[3:10].any()
     assert mask[10:16].all() and not mask[16:].any()
+
+
+def test_unreadable_checkpoint_is_reported_and_skipped_for_the_previous(tmp_path, caplog):
+    _, _, state, _ = _setup()
+    mngr = checkpoint.manager(str(tmp_path / "ckpt"), keep=3)
+    older = jax.tree.map(lambda x: x + 1 if x.dtype == jnp.float32 else x, state)
+    checkpoint.save(mngr, 3, older, force=True)
+    checkpoint.save(mngr, 6, state, force=True)
+    mngr.wait_until_finished()
+    for path in (tmp_path / "ckpt" / "6").rglob("*"):
+        if path.is_file():
+            path.write_bytes(path.read_bytes()[:10])  # truncate every file of step 6
+    with caplog.at_level("WARNING", logger="ics_jax"):
+        step, restored = checkpoint.restore_latest(mngr, jax.tree.map(jnp.zeros_like, state))
+    assert step == 3
+    chex.assert_trees_all_equal(restored, older)
+    assert str(tmp_path / "ckpt" / "6") in caplog.text
+    assert (tmp_path / "ckpt" / "6.unreadable").exists()
