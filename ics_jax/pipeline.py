@@ -83,15 +83,17 @@ class NonFiniteError(FloatingPointError):
     """A loss became NaN or Inf; the message names the phase, iteration and seed."""
 
 
-def _check_finite(losses: np.ndarray, first_step: int, phases: tuple, seed_ids: list) -> None:
-    """Raises NonFiniteError for the first non-finite `[steps, S]` loss."""
-    bad = np.argwhere(~np.isfinite(losses))
+def _check_finite(metrics: np.ndarray, first_step: int, phases: tuple, seed_ids: list) -> None:
+    """Raises NonFiniteError for the first non-finite loss or gradient norm in
+    `metrics [steps, S, 2]`."""
+    bad = np.argwhere(~np.isfinite(metrics))
     if bad.size:
-        step, seed = bad[0]
+        step, seed, which = bad[0]
         t = first_step + int(step)
         raise NonFiniteError(
-            f"non-finite {phases[t % len(phases)]} loss at iteration {t // len(phases)} "
-            f"of seed {seed_ids[seed]}; the last good checkpoint is kept")
+            f"non-finite {phases[t % len(phases)]} {('loss', 'gradient norm')[which]} at "
+            f"iteration {t // len(phases)} of seed {seed_ids[seed]}; the last good checkpoint "
+            "is kept")
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
@@ -152,9 +154,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     writer = _metric_writer(workdir)
     t_train0 = time.time()
 
-    def on_report(end_step, states_now, losses):
-        losses = np.asarray(losses)  # [report_every, S]: one host copy per report
-        _check_finite(losses, end_step - losses.shape[0], phases, seed_ids)
+    def on_report(end_step, states_now, metrics):
+        metrics = np.asarray(metrics)  # [report_every, S, 2]: one host copy per report
+        _check_finite(metrics, end_step - metrics.shape[0], phases, seed_ids)
+        losses = metrics[..., 0]
         by_phase = {p: float(losses[i::cycle].mean()) for i, p in enumerate(phases)}
         iteration = end_step // cycle
         writer.write_scalars(iteration, {f"loss/{p}": v for p, v in by_phase.items()})

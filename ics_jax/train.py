@@ -61,7 +61,8 @@ def _distinct_pairs(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array,
 
 def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_size: int,
                     weight_decay: float, phases: tuple[str, ...] = PHASES) -> Callable:
-    """Returns `step(state, data, seed_key, t, phase=None) -> (state, loss)`, pure and jittable.
+    """Returns `step(state, data, seed_key, t, phase=None) -> (state, metrics)`, pure and
+    jittable; `metrics` is `[2]`: the phase's loss and its gradient's global norm.
 
     `phases` is the cycle of phases (the ablation `nn_w_ics` uses `('intra_class',)`). With
     `phase=None` the step runs phase `t % len(phases)` through `lax.switch`; a static int
@@ -117,8 +118,9 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_s
             updates, opt_state = tx.update(grads, state.opt_states[index], state.params)
             opt_states = tuple(opt_state if k == index else s
                                for k, s in enumerate(state.opt_states))
+            metrics = jnp.stack([loss, optax.global_norm(grads)])  # [loss, gradient norm]
             return TrainState(params=optax.apply_updates(state.params, updates),
-                              batch_stats=batch_stats, opt_states=opt_states), loss
+                              batch_stats=batch_stats, opt_states=opt_states), metrics
         return branch
 
     def step(state: TrainState, data: SplitData, seed_key: jax.Array, t: jax.Array,

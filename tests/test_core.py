@@ -133,21 +133,21 @@ def test_switch_runs_the_phase_of_the_step_and_compiles_once():
     jitted = jax.jit(traced)
     for t in range(6):
         before = _opt_counts(state)
-        state, loss = jitted(state, data, key, jnp.int32(t))
+        state, metrics = jitted(state, data, key, jnp.int32(t))
         after = _opt_counts(state)
         changed = [a - b for a, b in zip(after, before, strict=True)]
         assert changed == [int(k == t % 3) for k in range(3)]
-        assert np.isfinite(float(loss))
+        assert metrics.shape == (2,) and np.isfinite(metrics).all()  # loss, gradient norm
 
 
 def test_static_phase_equals_switched_phase():
     _, _, state, step = _setup(tx=optax.sgd(0.05))
     data, key = _toy_data(), jax.random.key(2)
     for t in range(3):
-        switched, loss_a = jax.jit(step)(state, data, key, jnp.int32(t))
-        static, loss_b = jax.jit(step, static_argnums=4)(state, data, key, jnp.int32(t), t)
+        switched, m_a = jax.jit(step)(state, data, key, jnp.int32(t))
+        static, m_b = jax.jit(step, static_argnums=4)(state, data, key, jnp.int32(t), t)
         chex.assert_trees_all_close(switched, static, rtol=1e-5, atol=1e-6)
-        assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-5)
+        np.testing.assert_allclose(m_a, m_b, rtol=1e-5)
 
 
 def test_intra_class_loss_falls_on_a_toy_set():
@@ -157,7 +157,7 @@ def test_intra_class_loss_falls_on_a_toy_set():
     history = []
     for start in range(0, 90, 3):
         state, m = chunk(state, jnp.int32(start), data)
-        history.append(float(m[1]))  # the intra-class phase of each iteration
+        history.append(float(m[1, 0]))  # the intra-class phase's loss in each iteration
     assert np.mean(history[-5:]) < 0.5 * np.mean(history[:5])
 
 

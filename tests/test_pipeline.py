@@ -46,8 +46,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path):
     config = _config(learning_rate=math.inf)
     with pytest.raises(pipeline.NonFiniteError,
-                       match=r"non-finite (closeness|intra_class|dispersion) loss at iteration "
-                             r"\d+ of seed \d+"):
+                       match=r"non-finite (closeness|intra_class|dispersion) "
+                             r"(loss|gradient norm) at iteration \d+ of seed \d+"):
         pipeline.run_experiment(config, str(tmp_path), data=_synthetic())
     assert not (tmp_path / "results.json").exists()
 
