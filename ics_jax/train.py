@@ -118,7 +118,7 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_s
             updates, opt_state = tx.update(grads, state.opt_states[index], state.params)
             opt_states = tuple(opt_state if k == index else s
                                for k, s in enumerate(state.opt_states))
-            metrics = jnp.stack([loss, optax.global_norm(grads)])  # [loss, gradient norm]
+            metrics = jnp.stack([loss, optax.tree.norm(grads)])  # [loss, gradient norm]
             return TrainState(params=optax.apply_updates(state.params, updates),
                               batch_stats=batch_stats, opt_states=opt_states), metrics
         return branch
