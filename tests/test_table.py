@@ -2,8 +2,7 @@
 
 import json
 
-from experiments import table
-from ics_jax import paper
+from ics_jax import paper, report
 
 
 def _write(root, dataset, c, auc, ssim_auc=None):
@@ -17,7 +16,7 @@ def _write(root, dataset, c, auc, ssim_auc=None):
 def test_render_puts_paper_values_and_differences_beside_ours(tmp_path):
     _write(tmp_path, "mnist", 0, 0.90, ssim_auc=0.5)
     _write(tmp_path, "mnist", 2, 0.80)
-    text = table.render(str(tmp_path), ["mnist"], [0, 1, 2])
+    text = report.render(str(tmp_path), ["mnist"], [0, 1, 2])
     rows = [r for r in text.splitlines() if r.startswith("| mnist")]
     assert len(rows) == 3  # classes 0 and 2 (1 has not run), and the mean row
     p0, p2 = paper.table1()[("mnist", 0, "ics")][0], paper.table1()[("mnist", 2, "ics")][0]
