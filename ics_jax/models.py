@@ -148,7 +148,9 @@ class AutoEncoder(nn.Module):
         y = nn.relu(nn.Conv(c4, (3, 3))(y))
         y = nn.max_pool(nn.relu(nn.Conv(c5, (3, 3))(y)), (2, 2), (2, 2))
         grid = y.shape[1:3] if self.global_bottleneck else (1, 1)  # [H/8, W/8] or 1x1
-        y = nn.relu(nn.Conv(self.latent_channels, grid, padding="VALID")(y))
+        # A linear code: a ReLU here can switch every code unit off for good, and the decoder
+        # then returns one constant image whatever the input (seen on MNIST digits 2-9).
+        y = nn.Conv(self.latent_channels, grid, padding="VALID")(y)
         y = nn.relu(nn.ConvTranspose(c5, grid, padding="VALID")(y))
         for features in (c3, c2, c1):
             y = nn.relu(nn.ConvTranspose(features, (3, 3), strides=(2, 2))(y))
