@@ -25,7 +25,7 @@ def test_readme_library_example_runs(tmp_path, monkeypatch, capsys):
     tiny = {**TINY, "log_every": 300, "checkpoint_every": 300}
     monkeypatch.setattr(ics_jax, "default_config", lambda: apply_tiny(default(), tiny))
     monkeypatch.chdir(tmp_path)
-    with tfds.testing.mock_data(num_examples=60):
+    with tfds.testing.mock_data(num_examples=200):
         exec(compile(_library_example(), str(README), "exec"), {})
     printed = capsys.readouterr().out
     results = json.loads((tmp_path / "runs/example/results.json").read_text())
