@@ -7,7 +7,8 @@ import ml_collections
 
 CHOICES = {
     "dataset": ("mnist", "fashion_mnist", "cifar10"),
-    "method": ("ics", "nn_w_ics"),
+    "method": ("ics", "nn_w_ics", "naive_nn", "ssim", "ocsvm", "iforest", "dsvdd",
+               "imagenet_ocsvm"),
     "backbone": ("alexnet", "icsnet"),
     "distance": ("difference", "absolute", "squared"),
     "strategy": ("auto", "loop", "vmap"),
@@ -15,7 +16,9 @@ CHOICES = {
 }
 POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
             "checkpoint_every", "keep_checkpoints", "ae_num_steps", "ae_learning_rate",
-            "ssim_max_val", "latent_dim", "dense_features", "ae_latent_channels")
+            "ssim_max_val", "latent_dim", "dense_features", "ae_latent_channels", "ocsvm_nu",
+            "iforest_num_estimators", "dsvdd_ae_num_steps", "dsvdd_num_steps",
+            "dsvdd_learning_rate", "vgg_image_size")
 
 
 class ConfigError(ValueError):
@@ -55,6 +58,14 @@ def default_config() -> ml_collections.ConfigDict:
     c.ae_latent_channels = 32
     c.ae_global_bottleneck = True  # False: a 1x1 convolution, the code keeps the spatial map
     c.ssim_max_val = 1.0
+    # Baselines (section 3.1 of the paper); see the README for what each one sees.
+    c.ocsvm_nu = 0.15
+    c.iforest_num_estimators = 100
+    c.dsvdd_ae_num_steps = 1000  # Ruff et al.: 250 epochs; a budget that fits a CPU
+    c.dsvdd_num_steps = 1000  # Ruff et al.: 150 epochs
+    c.dsvdd_learning_rate = 1e-4
+    c.vgg19_weights = ml_collections.FieldReference(None, field_type=str)  # .npz, see ics_jax/vgg
+    c.vgg_image_size = 32  # VGG19 input side; images are resized to it
     # Execution.
     c.strategy = "auto"  # seeds: 'loop', 'vmap' or 'auto' (loop on CPU, vmap elsewhere)
     c.loop_form = "auto"  # 'python', 'unrolled', 'scan' or 'auto' (by backend)
@@ -88,6 +99,11 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
         raise ConfigError(f"dropout={config.dropout} must lie in [0, 1)")
     if config.weight_decay < 0:
         raise ConfigError(f"weight_decay={config.weight_decay} must not be negative")
+    if config.method == "imagenet_ocsvm" and not (
+            config.vgg19_weights and os.path.exists(os.path.expanduser(config.vgg19_weights))):
+        raise ConfigError(f"method=imagenet_ocsvm needs VGG19 ImageNet weights: "
+                          f"vgg19_weights={config.vgg19_weights} is not a file (make one with "
+                          "`python -m ics_jax.vgg --out vgg19_imagenet.npz` on a machine online)")
     if config.data_dir is not None and not os.path.exists(os.path.expanduser(config.data_dir)):
         raise ConfigError(f"data_dir={config.data_dir} does not exist; give a folder or file "
                           "with the raw data, or leave it unset for TFDS")

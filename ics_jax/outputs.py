@@ -57,5 +57,10 @@ def plot_typical_atypical(path: str, images: np.ndarray, scores: np.ndarray,
         axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(title + " (SSIM of the autoencoder's reconstruction)", fontsize=9)
     fig.tight_layout()
+    save_figure(path, fig)
+
+
+def save_figure(path: str, fig) -> None:
+    """Writes a matplotlib figure as PNG, atomically, and closes it."""
     _atomic(path, lambda f: fig.savefig(f, format="png", dpi=110), mode="wb")
     plt.close(fig)

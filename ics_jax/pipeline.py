@@ -15,13 +15,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ics_jax import checkpoint, evaluate, loops, models, outputs, seeds, train
+from ics_jax import baselines, checkpoint, evaluate, loops, models, outputs, seeds, train
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
 
 # Which training phases each neural method cycles through (all share the ICS machinery).
-METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",)}
+METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",),
+                 "naive_nn": (train.NORMAL_ONLY,)}
+# Methods that need the autoencoder's typical/atypical split.
+SPLIT_METHODS = ("ics", "nn_w_ics", "ssim")
 
 
 def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
@@ -65,14 +68,20 @@ def _load_or_compute_split(config, data, key, path) -> split_lib.Split:
     if os.path.exists(path):
         return load_split(path)
     split = compute_split(config, data.x_train, key, data.x_test)
-    _save_split(path, split)
+    save_split(path, split)
     return split
 
 
-def _save_split(path: str, split: split_lib.Split) -> None:
+def save_split(path: str, split: split_lib.Split) -> None:
     extra = {} if split.test_scores is None else {"test_scores": split.test_scores}
     outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical,
                       **extra)
+
+
+def experiment_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns the `(split, init, train)` keys of an experiment, all from `config.seed`."""
+    split_key, init_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
+    return split_key, init_key, train_key
 
 
 def _resolve(value: str, default: Callable[[], str]) -> str:
@@ -102,9 +111,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                    progress: Callable[[dict], None] | None = None) -> dict:
     """Runs `config` in `workdir`; returns the results dict also written to `results.json`.
 
-    `data` overrides loading from `config` (tests, notebooks); `split` reuses a split computed
-    for the same data and `rho` (ablations of the classifier); `progress` receives a dict per
-    report (`iteration`, `num_iterations`, per-phase mean `losses`, `seconds`).
+    `config.method` is ICS or one of the paper's baselines. `data` overrides loading from
+    `config` (tests, notebooks); `split` reuses a split computed for the same data and `rho`
+    (ablations, sweeps); `progress` receives a dict per report of a trained network
+    (`iteration`, `num_iterations`, per-phase mean `losses`, `seconds`).
     """
     t_start = time.time()
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
@@ -114,31 +124,70 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
         data = data_lib.load_one_class(config.dataset, config.normal_class,
                                        data_dir=config.data_dir,
                                        tfds_data_dir=config.tfds_data_dir)
-    root_key = jax.random.key(config.seed)
-    split_key, init_key, train_key = jax.random.split(root_key, 3)
+    split_key, init_key, train_key = experiment_keys(config)
+    seed_ids = [config.seed + i for i in range(config.num_seeds)]
 
     t0 = time.time()
-    split_path = os.path.join(workdir, "split.npz")
-    if split is None:
-        split = _load_or_compute_split(config, data, split_key, split_path)
-    else:
-        _save_split(split_path, split)
-    outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"), data.x_train,
-                                  split.scores,
-                                  title=f"{config.dataset} class {config.normal_class}")
+    if config.method in SPLIT_METHODS:
+        split_path = os.path.join(workdir, "split.npz")
+        if split is None:
+            split = _load_or_compute_split(config, data, split_key, split_path)
+        else:
+            save_split(split_path, split)
+        outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),
+                                      data.x_train, split.scores,
+                                      title=f"{config.dataset} class {config.normal_class}")
     t_split = time.time() - t0
 
+    t0 = time.time()
+    if config.method in METHOD_PHASES:
+        scores, extra = _train_networks(config, workdir, data, split, init_key, train_key,
+                                        seed_ids, progress)
+    else:
+        if config.method in baselines.DETERMINISTIC:
+            seed_ids = seed_ids[:1]
+        scores = baselines.method_scores(config, data, split, seed_ids)
+        extra = {}
+    t_train = time.time() - t0  # training or fitting, and scoring the test set
+    aucs = [evaluate.auc(data.y_test, s) for s in scores]
+
+    results = {
+        "dataset": config.dataset, "normal_class": config.normal_class, "method": config.method,
+        "rho": config.rho, "num_iterations": config.num_iterations, "backbone": config.backbone,
+        "seeds": seed_ids, **evaluate.summarize(aucs),
+        "backend": jax.default_backend(),
+        "timing": {"split": t_split, "train": t_train, "total": time.time() - t_start},
+    }
+    if split is not None:
+        results.update(num_typical=int(split.typical.size),
+                       num_atypical=int(split.atypical.size),
+                       # The paper's SSIM baseline, low SSIM = anomalous. Reported, never used
+                       # for selection.
+                       ssim_auc=(None if split.test_scores is None else
+                                 evaluate.auc(data.y_test,
+                                              baselines.ssim_anomaly_scores(split))))
+    results.update(extra)
+    outputs.write_json(os.path.join(workdir, "results.json"), results)
+    return results
+
+
+def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids, progress):
+    """Trains one network per seed (resuming from `workdir/checkpoints`); returns the per-seed
+    `[M]` test scores and the results entries the training adds."""
     net = build_network(config)
     tx = train.make_optimizer(config.learning_rate, config.adam_b1)
     phases = METHOD_PHASES[config.method]
     step = train.make_train_step(net, tx, batch_size=config.batch_size,
                                  weight_decay=config.weight_decay, phases=phases)
-    split_data = train.SplitData(typical=jnp.asarray(data.x_train[split.typical]),
-                                 atypical=jnp.asarray(data.x_train[split.atypical]))
-    seed_ids = [config.seed + i for i in range(config.num_seeds)]
+    if split is None:  # naive_nn: every training image, one label
+        images = jnp.asarray(data.x_train)
+        split_data = train.SplitData(typical=images, atypical=images)
+    else:
+        split_data = train.SplitData(typical=jnp.asarray(data.x_train[split.typical]),
+                                     atypical=jnp.asarray(data.x_train[split.atypical]))
     init_keys = jax.random.split(init_key, config.num_seeds)
     seed_keys = jax.random.split(train_key, config.num_seeds)
-    states = seeds.stack([train.init_state(net, tx, k, data.x_train.shape[1:])
+    states = seeds.stack([train.init_state(net, tx, k, data.x_train.shape[1:], phases)
                           for k in init_keys])
 
     cycle = len(phases)
@@ -178,31 +227,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                                  chunk_size=cycle if loop_form == "unrolled" else report_every,
                                  report_every=report_every, cycle=cycle, on_report=on_report)
     ckpt.wait_until_finished()
-    t_train = time.time() - t_train0
-
-    t0 = time.time()
     scores = _test_scores(predict, states, data.x_test, seed_ids)
-    aucs = [evaluate.auc(data.y_test, s) for s in scores]
-    t_eval = time.time() - t0
-    writer.write_scalars(config.num_iterations, {"test/auc_mean": float(np.mean(aucs))})
+    writer.write_scalars(config.num_iterations, {"test/auc_mean": float(np.mean(
+        [evaluate.auc(data.y_test, s) for s in scores]))})
     writer.close()
-
-    results = {
-        "dataset": config.dataset, "normal_class": config.normal_class, "method": config.method,
-        "rho": config.rho, "num_iterations": config.num_iterations, "backbone": config.backbone,
-        "seeds": seed_ids, **evaluate.summarize(aucs),
-        "num_typical": int(split.typical.size), "num_atypical": int(split.atypical.size),
-        # The paper's SSIM baseline: low SSIM = anomalous. Reported, never used for selection.
-        "ssim_auc": (None if split.test_scores is None
-                     else evaluate.auc(data.y_test, -split.test_scores)),
-        "strategy": strategy, "loop_form": loop_form, "backend": jax.default_backend(),
-        "timing": {"split": t_split, "train": t_train, "eval": t_eval,
-                   "total": time.time() - t_start},
-    }
+    extra = {"strategy": strategy, "loop_form": loop_form}
     if protocol is not None:
-        results["authors_protocol"] = protocol.summary(scores)
-    outputs.write_json(os.path.join(workdir, "results.json"), results)
-    return results
+        extra["authors_protocol"] = protocol.summary(scores)
+    return scores, extra
 
 
 def _test_scores(predict, states, images: np.ndarray, seed_ids: list) -> list[np.ndarray]:

@@ -1,51 +1,154 @@
-"""Markdown tables of finished runs beside the paper's numbers."""
+"""Table 1 and Fig. 4 of finished sweep cells, beside the paper's numbers.
 
-import json
-import os
+Results come as `{cell: results}` where a cell has `dataset`, `normal_class` and `method`
+attributes (`ics_jax.sweep.Cell`) and `results` is a `results.json` dict (AUC in [0, 1]).
+"""
 
-from ics_jax import paper
+import dataclasses
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ics_jax import outputs, paper  # noqa: E402
+
+METHOD_NAMES = {"ocsvm": "OCSVM", "iforest": "IF", "imagenet_ocsvm": "ImageNet",
+                "ssim": "SSIM", "dsvdd": "DSVDD", "naive_nn": "NaiveNN", "nn_w_ics": "NNwICS",
+                "ics": "ICS (ours)"}
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
 
-def render(workdir: str, datasets: list[str], classes: list[int]) -> str:
-    """Returns a markdown table of finished runs: our AUC % beside the paper's ICS column."""
-    table = paper.table1()
-    lines = ["| dataset | class | ours: AUC % mean (std) | paper ICS | difference | seeds | "
-             "iterations | train s | authors' selection on test labels | SSIM baseline: ours "
-             "(paper) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for dataset in datasets:
-        ours_all, paper_all = [], []
-        for c in classes:
-            path = os.path.join(workdir, dataset, str(c), "results.json")
-            if not os.path.exists(path):
-                continue
-            with open(path) as f:
-                r = json.load(f)
-            mean, std = 100 * r["auc_mean"], 100 * r["auc_std"]
-            ref = table[(dataset, c, "ics")][0]
-            ours_all.append(mean)
-            paper_all.append(ref)
-            lines.append(f"| {dataset} | {paper.class_name(dataset, c)} | {mean:.1f} ({std:.1f}) "
-                         f"| {ref:.1f} | {mean - ref:+.1f} | {len(r['seeds'])} | "
-                         f"{r['num_iterations']} | {r['timing']['train']:.0f} | "
-                         f"{_authors_cell(r)} | {_ssim_cell(r, table[(dataset, c, 'ssim')][0])} |")
-        if ours_all:
-            m, p = sum(ours_all) / len(ours_all), sum(paper_all) / len(paper_all)
-            lines.append(f"| {dataset} | **mean of {len(ours_all)}** | **{m:.1f}** | **{p:.1f}** "
-                         f"| {m - p:+.1f} | | | | | |")
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Which rows and columns a table has."""
+
+    datasets: list[str]
+    classes: list[int]
+    methods: list[str]
+
+
+def _by_key(results: dict) -> dict[tuple[str, int, str], dict]:
+    return {(c.dataset, c.normal_class, c.method): r for c, r in results.items()}
+
+
+def _ours(r: dict) -> tuple[float, float]:
+    return 100 * r["auc_mean"], 100 * r["auc_std"]
+
+
+def _column_means(found: dict, layout: Layout, dataset: str, method: str):
+    """Returns (our mean, the paper's mean over the same classes, n) or None if none finished."""
+    ref = paper.table1()
+    done = [c for c in layout.classes if (dataset, c, method) in found]
+    if not done:
+        return None
+    ours = np.mean([_ours(found[(dataset, c, method)])[0] for c in done])
+    theirs = np.mean([ref[(dataset, c, method)][0] for c in done])
+    return float(ours), float(theirs), len(done)
+
+
+def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
+                   rho: float = 0.1) -> str:
+    """Returns one markdown table per dataset: a row per normal class, a column per method,
+    each entry `ours (std) / paper (ours - paper)` in AUC %, and a row of per-dataset means
+    over the finished classes. Cells in `missing` say 'no weights'; unfinished cells are empty."""
+    found, ref = _by_key(results), paper.table1()
+    missing_keys = {(c.dataset, c.normal_class, c.method) for c in missing}
+    lines = [f"AUC in %: ours, mean (std) over seeds / the paper's Table 1 (difference). "
+             f"rho = {rho:g} for the methods that split the normal class.", ""]
+    for dataset in layout.datasets:
+        lines += [f"### {DATASET_NAMES[dataset]}", "",
+                  "| normal class | " + " | ".join(METHOD_NAMES[m] for m in layout.methods) + " |",
+                  "| --- |" + " --- |" * len(layout.methods)]
+        for c in layout.classes:
+            entries = []
+            for m in layout.methods:
+                key, (p, _) = (dataset, c, m), ref[(dataset, c, m)]
+                if key in found:
+                    mean, std = _ours(found[key])
+                    entries.append(f"{mean:.1f} ({std:.1f}) / {p:.1f} ({mean - p:+.1f})")
+                else:
+                    entries.append(f"no weights / {p:.1f}" if key in missing_keys else "")
+            lines.append(f"| {paper.class_name(dataset, c)} | " + " | ".join(entries) + " |")
+        means = []
+        for m in layout.methods:
+            col = _column_means(found, layout, dataset, m)
+            means.append("" if col is None else
+                         f"**{col[0]:.1f}** / {col[1]:.1f} ({col[0] - col[1]:+.1f}), n={col[2]}")
+        lines += ["| **mean** | " + " | ".join(means) + " |", ""]
+    lines += _budget_lines(results)
     return "\n".join(lines) + "\n"
 
 
-def _authors_cell(results: dict) -> str:
-    """'selected (final)': AUC % on the authors' 70% part at their selected checkpoint, and of
-    our final parameters on the same part; empty without `authors_protocol`."""
-    if "authors_protocol" not in results:
-        return ""
-    a = results["authors_protocol"]
-    selected = 100 * sum(a["auc_selected_on_test"]) / len(a["auc_selected_on_test"])
-    final = 100 * sum(a["auc_final_same_70pct"]) / len(a["auc_final_same_70pct"])
-    return f"{selected:.1f} ({final:.1f})"
+def _budget_lines(results: dict) -> list[str]:
+    """One line per method: seeds and training budget of its finished cells."""
+    out = []
+    for m in METHOD_NAMES:
+        rs = [r for c, r in results.items() if c.method == m]
+        if rs:
+            seeds = sorted({len(r["seeds"]) for r in rs})
+            iters = sorted({r["num_iterations"] for r in rs})
+            budget = f", {'/'.join(map(str, iters))} iterations" if m in (
+                "ics", "nn_w_ics", "naive_nn") else ""
+            out.append(f"- {METHOD_NAMES[m]}: {len(rs)} cells, "
+                       f"{'/'.join(map(str, seeds))} seed(s){budget}")
+    return out
 
 
-def _ssim_cell(results: dict, paper_ssim: float) -> str:
-    ours = results.get("ssim_auc")
-    return "" if ours is None else f"{100 * ours:.1f} ({paper_ssim:.1f})"
+def table_csv(results: dict, layout: Layout) -> str:
+    """Returns the same table as CSV: a row per dataset and class (and a `mean` row per
+    dataset), for each method the columns `<method>_mean`, `_std`, `_paper`, `_difference`."""
+    found, ref = _by_key(results), paper.table1()
+    header = ["dataset", "normal_class", "class_name"] + [
+        f"{m}_{k}" for m in layout.methods for k in ("mean", "std", "paper", "difference")]
+    rows = [",".join(header)]
+    for dataset in layout.datasets:
+        for c in layout.classes:
+            row = [dataset, str(c), paper.class_name(dataset, c)]
+            for m in layout.methods:
+                p = ref[(dataset, c, m)][0]
+                if (dataset, c, m) in found:
+                    mean, std = _ours(found[(dataset, c, m)])
+                    row += [f"{mean:.2f}", f"{std:.2f}", f"{p:.1f}", f"{mean - p:+.2f}"]
+                else:
+                    row += ["", "", f"{p:.1f}", ""]
+            rows.append(",".join(row))
+        row = [dataset, "mean", "mean of finished classes"]
+        for m in layout.methods:
+            col = _column_means(found, layout, dataset, m)
+            row += (["", "", "", ""] if col is None else
+                    [f"{col[0]:.2f}", "", f"{col[1]:.2f}", f"{col[0] - col[1]:+.2f}"])
+        rows.append(",".join(row))
+    return "\n".join(rows) + "\n"
+
+
+def rho_curve(results: dict) -> dict[str, tuple[list[float], list[float], list[int]]]:
+    """Returns `{dataset: (rhos, mean AUC % over classes and seeds, classes per point)}` of the
+    finished `ics` cells with a `rho`."""
+    points: dict[str, dict[float, list[float]]] = {}
+    for cell, r in results.items():
+        if cell.method == "ics" and cell.rho is not None:
+            points.setdefault(cell.dataset, {}).setdefault(cell.rho, []).extend(
+                100 * a for a in r["auc"])
+    curves = {}
+    for dataset, by_rho in points.items():
+        rhos = sorted(by_rho)
+        curves[dataset] = (rhos, [float(np.mean(by_rho[r])) for r in rhos],
+                           [len(by_rho[r]) for r in rhos])
+    return curves
+
+
+def plot_rho_curve(path: str, results: dict) -> None:
+    """Saves Fig. 4: mean ICS AUC against `rho`, one line per dataset."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    curves = rho_curve(results)
+    for dataset, (rhos, aucs, counts) in curves.items():
+        ax.plot(rhos, aucs, marker="o", label=f"{DATASET_NAMES[dataset]} (n={min(counts)})")
+    ax.set_xlabel("rho (atypical fraction)")
+    ax.set_ylabel("AUC % (mean over classes, seeds)")
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    outputs.save_figure(path, fig)

@@ -1,6 +1,7 @@
 """Intra-class splitting: by an autoencoder's SSIM, the least typical `rho` of the normal class."""
 
 import dataclasses
+import functools
 
 import dm_pix
 import jax
@@ -75,12 +76,14 @@ def batched_apply(fn, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     return np.concatenate(out)[:n]
 
 
+@functools.partial(jax.jit, static_argnames=("autoencoder", "max_val"))
+def _ssim_batch(autoencoder: AutoEncoder, params, batch: jax.Array, max_val: float) -> jax.Array:
+    return dm_pix.ssim(batch, autoencoder.apply({"params": params}, batch), max_val=max_val)
+
+
 def ssim_scores(autoencoder: AutoEncoder, params, images: np.ndarray,
                 max_val: float = 1.0) -> np.ndarray:
-    """Returns `[N]` SSIM between each image and its reconstruction (higher = more typical)."""
+    """Returns `[N]` SSIM between each image and its reconstruction (higher = more typical).
 
-    @jax.jit
-    def score(batch):
-        return dm_pix.ssim(batch, autoencoder.apply({"params": params}, batch), max_val=max_val)
-
-    return batched_apply(score, images)
+    One compiled program per autoencoder and batch shape, shared by every call."""
+    return batched_apply(lambda b: _ssim_batch(autoencoder, params, b, max_val), images)

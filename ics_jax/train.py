@@ -1,7 +1,9 @@
 """The ICS training step: three phases, one compiled step, one optimizer state per phase.
 
 Step `t` runs phase `t % 3`: closeness on typical pairs, the intra-class binary loss on a
-half-typical, half-atypical batch, dispersion on atypical pairs. `lax.switch` picks the phase from
+half-typical, half-atypical batch, dispersion on atypical pairs. The baselines reuse the step with
+other cycles: `nn_w_ics` the binary phase alone, `naive_nn` the `normal_only` phase (the binary
+loss with every training image labelled normal, no split). `lax.switch` picks the phase from
 the step index, which is never batched (under `vmap` over seeds only the state is), so the switch
 stays a real branch. Randomness is `fold_in(seed_key, t)`: nothing random lives in the state.
 """
@@ -18,11 +20,13 @@ import optax
 from ics_jax import losses
 
 PHASES = ("closeness", "intra_class", "dispersion")
+NORMAL_ONLY = "normal_only"
 
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything that changes during training; `opt_states` holds one optax state per phase."""
+    """Everything that changes during training; `opt_states` holds one optax state per phase of
+    the cycle, in its order."""
 
     params: Any
     batch_stats: Any
@@ -43,12 +47,12 @@ def make_optimizer(learning_rate: float, b1: float = 0.9) -> optax.GradientTrans
 
 
 def init_state(net: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
-               image_shape: tuple[int, ...]) -> TrainState:
+               image_shape: tuple[int, ...], phases: tuple[str, ...] = PHASES) -> TrainState:
     """Returns a fresh `TrainState` for one seed; `image_shape` is `(H, W, C)`."""
     variables = net.init(key, jnp.zeros((2,) + tuple(image_shape)), method=net.init_all)
     params = variables["params"]
     return TrainState(params=params, batch_stats=variables.get("batch_stats", {}),
-                      opt_states=tuple(tx.init(params) for _ in PHASES))
+                      opt_states=tuple(tx.init(params) for _ in phases))
 
 
 def _distinct_pairs(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
@@ -64,7 +68,8 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_s
     """Returns `step(state, data, seed_key, t, phase=None) -> (state, metrics)`, pure and
     jittable; `metrics` is `[2]`: the phase's loss and its gradient's global norm.
 
-    `phases` is the cycle of phases (the ablation `nn_w_ics` uses `('intra_class',)`). With
+    `phases` is the cycle of phases (`nn_w_ics` uses `('intra_class',)`, `naive_nn`
+    `('normal_only',)`; the state must come from `init_state` with the same `phases`). With
     `phase=None` the step runs phase `t % len(phases)` through `lax.switch`; a static int
     `phase` (which must equal `t % len(phases)`) traces that phase alone.
     """
@@ -89,6 +94,14 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_s
     def phase_loss(phase, data, key):
         """Returns `loss(params, batch_stats, key) -> (loss, batch_stats)` for one phase."""
         key_a, key_b = jax.random.split(key)
+        if phase == NORMAL_ONLY:  # `typical` holds every training image here
+            images = data.typical[jax.random.randint(key_a, (batch_size,), 0,
+                                                     data.typical.shape[0])]
+
+            def fn(params, batch_stats, key):
+                logits, _, batch_stats = forward(params, batch_stats, images, key)
+                return losses.intra_class_loss(logits, jnp.zeros(batch_size, bool)), batch_stats
+            return fn
         if phase == "intra_class":
             half = batch_size // 2
             t = jax.random.randint(key_a, (half,), 0, data.typical.shape[0])
@@ -126,8 +139,7 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_s
     def step(state: TrainState, data: SplitData, seed_key: jax.Array, t: jax.Array,
              phase: int | None = None):
         key = jax.random.fold_in(seed_key, t)
-        # Each phase in `phases` keeps its own optax state, indexed by its place in PHASES.
-        branches = [make_branch(PHASES.index(p), p) for p in phases]
+        branches = [make_branch(i, p) for i, p in enumerate(phases)]
         if phase is not None:
             return branches[phase](state, data, key)
         if len(branches) == 1:

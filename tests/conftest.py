@@ -4,10 +4,18 @@ The environment variables are set here, before any test module imports JAX or Te
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
+# Tests rebuild the same tiny programs many times: a session-wide XLA cache compiles each once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      tempfile.mkdtemp(prefix="ics-jax-test-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import gzip  # noqa: E402
+import pathlib  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -74,3 +82,23 @@ def tiny_npz(tmp_path):
              y_train=np.arange(40) % 10, x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
              y_test=np.arange(20) % 10)
     return path
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Returns uint8 `array` encoded as IDX: magic 0, 0, 0x08, ndim, big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: pathlib.Path, arrays, gz: bool = True) -> None:
+    """Writes the four MNIST IDX files of `arrays` into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    values = (arrays.x_train[..., 0], arrays.y_train, arrays.x_test[..., 0], arrays.y_test)
+    for stem, value in zip(stems, values, strict=False):
+        raw = idx_bytes(value)
+        if gz:
+            (folder / (stem + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (folder / stem).write_bytes(raw)

@@ -7,32 +7,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, write_idx_set
 from PIL import Image
 
 from ics_jax import data
 from ics_jax.data import Arrays, DataError
 
 RNG = np.random.default_rng(0)
-
-
-def _idx_bytes(array: np.ndarray) -> bytes:
-    """Returns uint8 `array` encoded as IDX: magic 0, 0, 0x08, ndim, big-endian dims, data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_idx_set(folder: pathlib.Path, arrays: Arrays, gz: bool = True) -> None:
-    """Writes the four MNIST IDX files of `arrays` into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    values = (arrays.x_train[..., 0], arrays.y_train, arrays.x_test[..., 0], arrays.y_test)
-    for stem, value in zip(stems, values, strict=False):
-        raw = _idx_bytes(value)
-        if gz:
-            (folder / (stem + ".gz")).write_bytes(gzip.compress(raw))
-        else:
-            (folder / stem).write_bytes(raw)
 
 
 def _random_arrays(n_train=12, n_test=7, shape=(5, 4, 1), classes=3) -> Arrays:
@@ -75,12 +56,12 @@ def _assert_arrays_equal(a: Arrays, b: Arrays) -> None:
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_round_trip(tmp_path, gz):
     arrays = _random_arrays()
-    _write_idx_set(tmp_path, arrays, gz=gz)
+    write_idx_set(tmp_path, arrays, gz=gz)
     _assert_arrays_equal(data.load_arrays("mnist", str(tmp_path)), arrays)
 
 
 def test_idx_bad_magic_raises(tmp_path):
-    _write_idx_set(tmp_path, _random_arrays())
+    write_idx_set(tmp_path, _random_arrays())
     bad = tmp_path / "train-images-idx3-ubyte.gz"
     raw = bytearray(gzip.decompress(bad.read_bytes()))
     raw[2] = 0x42  # unknown type code
@@ -91,7 +72,7 @@ def test_idx_bad_magic_raises(tmp_path):
 
 
 def test_idx_truncated_raises(tmp_path):
-    _write_idx_set(tmp_path, _random_arrays())
+    write_idx_set(tmp_path, _random_arrays())
     bad = tmp_path / "t10k-images-idx3-ubyte.gz"
     bad.write_bytes(gzip.compress(gzip.decompress(bad.read_bytes())[:-3]))
     with pytest.raises(DataError, match="bytes") as e:
@@ -100,9 +81,9 @@ def test_idx_truncated_raises(tmp_path):
 
 
 def test_idx_wrong_ndim_and_missing_file_raise(tmp_path):
-    _write_idx_set(tmp_path, _random_arrays())
+    write_idx_set(tmp_path, _random_arrays())
     labels = tmp_path / "train-labels-idx1-ubyte.gz"
-    labels.write_bytes(gzip.compress(_idx_bytes(np.zeros((12, 2), np.uint8))))
+    labels.write_bytes(gzip.compress(idx_bytes(np.zeros((12, 2), np.uint8))))
     with pytest.raises(DataError, match="1 axes") as e:
         data.load_arrays("mnist", str(tmp_path))
     assert str(labels) in str(e.value)
@@ -114,7 +95,7 @@ def test_idx_wrong_ndim_and_missing_file_raise(tmp_path):
 
 def test_idx_count_mismatch_raises(tmp_path):
     arrays = _random_arrays()
-    _write_idx_set(tmp_path, _replace(arrays, y_test=arrays.y_test[:-1]))
+    write_idx_set(tmp_path, _replace(arrays, y_test=arrays.y_test[:-1]))
     with pytest.raises(DataError, match="7 test images but 6 test labels") as e:
         data.load_arrays("mnist", str(tmp_path))
     assert str(tmp_path) in str(e.value)
@@ -291,7 +272,7 @@ def test_one_class_errors():
 
 
 def test_load_one_class_from_idx(tmp_path):
-    _write_idx_set(tmp_path, _random_arrays(classes=3))
+    write_idx_set(tmp_path, _random_arrays(classes=3))
     oc = data.load_one_class("mnist", 2, data_dir=str(tmp_path))
     assert oc.x_train.shape == (4, 5, 4, 1) and oc.y_test.sum() == 5
 

@@ -1,0 +1,91 @@
+"""The paper's baselines that are not the ICS network (section 3.1): OCSVM, Isolation Forest,
+ImageNet features + OCSVM, the split autoencoder's SSIM, and Deep SVDD.
+
+Every function returns anomaly scores, higher = more anomalous. OCSVM, IF and Deep SVDD see the
+inputs of Ruff et al. (ICML 2018), whose settings the paper says they shared: global contrast
+normalisation (l1) per image, then min-max scaling with the extremes of the normal training class.
+"""
+
+import jax
+import ml_collections
+import numpy as np
+from sklearn import ensemble, svm
+
+from ics_jax import data as data_lib
+from ics_jax import dsvdd, vgg
+from ics_jax import split as split_lib
+
+# Methods whose scores do not depend on a seed: they run once, whatever `num_seeds` says.
+DETERMINISTIC = ("ocsvm", "imagenet_ocsvm", "ssim")
+
+
+def global_contrast_normalize(images: np.ndarray) -> np.ndarray:
+    """Returns `[N, ...]` images minus their own mean, divided by their own mean absolute value
+    (Ruff et al.'s l1 global contrast normalisation); a constant image becomes all zeros."""
+    x = images.reshape(images.shape[0], -1).astype(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    scale = np.abs(x).mean(axis=1, keepdims=True)
+    return (x / np.where(scale > 0, scale, 1.0)).reshape(images.shape).astype(np.float32)
+
+
+def deep_svdd_inputs(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns `(train, test)` images, same shapes: contrast-normalised, then min-max scaled with
+    the minimum and maximum of the normalised training (normal) images, so train lies in [0, 1]."""
+    train, test = global_contrast_normalize(x_train), global_contrast_normalize(x_test)
+    low, high = float(train.min()), float(train.max())
+    scale = high - low if high > low else 1.0
+    return (train - low) / scale, (test - low) / scale
+
+
+def ocsvm_scores(train_features: np.ndarray, test_features: np.ndarray,
+                 nu: float = 0.15) -> np.ndarray:
+    """Returns `[M]` scores of a one-class SVM (RBF kernel, gamma = 1 / #features) fitted on
+    `[N, D]` normal features: minus the signed distance to its boundary."""
+    model = svm.OneClassSVM(kernel="rbf", nu=nu, gamma="auto").fit(_flat(train_features))
+    return -model.decision_function(_flat(test_features))
+
+
+def iforest_scores(train_features: np.ndarray, test_features: np.ndarray, seed: int,
+                   num_estimators: int = 100) -> np.ndarray:
+    """Returns `[M]` Isolation Forest scores (minus sklearn's `score_samples`)."""
+    model = ensemble.IsolationForest(n_estimators=num_estimators, random_state=seed)
+    return -model.fit(_flat(train_features)).score_samples(_flat(test_features))
+
+
+def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
+    """Returns `[M]` minus the test images' SSIM against their reconstruction (the paper's
+    'SSIM' column: low similarity = anomalous)."""
+    if split.test_scores is None:
+        raise ValueError("the split has no test SSIM scores; compute it with the test images")
+    return -np.asarray(split.test_scores)
+
+
+def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
+                  split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
+    """Returns one `[M]` score array per seed of `seed_ids` for a baseline `config.method`
+    (one array for the methods in DETERMINISTIC)."""
+    method = config.method
+    if method == "ssim":
+        return [ssim_anomaly_scores(split)]
+    if method == "imagenet_ocsvm":
+        params = vgg.load_params(config.vgg19_weights)
+        features = [vgg.extract_features(params, x, image_size=config.vgg_image_size)
+                    for x in (data.x_train, data.x_test)]
+        return [ocsvm_scores(*features, nu=config.ocsvm_nu)]
+    train, test = deep_svdd_inputs(data.x_train, data.x_test)
+    if method == "ocsvm":
+        return [ocsvm_scores(train, test, nu=config.ocsvm_nu)]
+    if method == "iforest":
+        return [iforest_scores(train, test, seed, config.iforest_num_estimators)
+                for seed in seed_ids]
+    if method == "dsvdd":
+        return [dsvdd.run_dsvdd(train, test, jax.random.key(seed),
+                                ae_num_steps=config.dsvdd_ae_num_steps,
+                                num_steps=config.dsvdd_num_steps, batch_size=config.batch_size,
+                                learning_rate=config.dsvdd_learning_rate)
+                for seed in seed_ids]
+    raise ValueError(f"method={method!r} is not a baseline of this module")
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(x.shape[0], -1)

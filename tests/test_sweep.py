@@ -1,0 +1,158 @@
+"""The Table 1 / Fig. 4 sweep: resumable cells run exactly once, a shared split, the tables."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import apply_tiny, write_idx_set
+
+from ics_jax import data as data_lib
+from ics_jax import default_config, paper, pipeline, report, sweep
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """`data_root/mnist/` as MNIST IDX files: 30 training and 6 test images per digit."""
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.arange(300) % 10, np.arange(60) % 10
+    arrays = data_lib.Arrays(x_train=rng.integers(0, 256, (300, 28, 28, 1), dtype=np.uint8),
+                             y_train=y_train,
+                             x_test=rng.integers(0, 256, (60, 28, 28, 1), dtype=np.uint8),
+                             y_test=y_test)
+    write_idx_set(tmp_path / "data" / "mnist", arrays)
+    return tmp_path / "data"
+
+
+def _config(data_root, **overrides):
+    config = sweep.sweep_config(apply_tiny(default_config()))
+    values = dict(datasets="mnist", normal_classes="0,1", methods="ocsvm,ssim,ics,imagenet_ocsvm",
+                  data_root=str(data_root))
+    config.update({**values, **overrides})
+    return config
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_sweep_restarts_and_finishes_every_cell_exactly_once(tmp_path, data_root,
+                                                                    monkeypatch):
+    config, workdir = _config(data_root), str(tmp_path / "sweep")
+    real = pipeline.run_experiment
+    finished, started = [], []
+
+    def run(cfg, cell_dir, **kwargs):
+        started.append(cell_dir)
+        if len(started) == 6:  # the second class's ICS cell: killed after its first report
+            def kill(report):
+                raise _Killed
+            kwargs["progress"] = kill
+        results = real(cfg, cell_dir, **kwargs)
+        finished.append(cell_dir)
+        return results
+
+    monkeypatch.setattr(pipeline, "run_experiment", run)
+    with pytest.raises(_Killed):
+        sweep.run_sweep(config, workdir)
+    assert len(finished) == 5
+    stamps = {d: (tmp_path / d / "results.json").stat().st_mtime_ns for d in finished}
+    results = sweep.run_sweep(config, workdir)
+
+    runnable = [c for c in sweep.cells(config) if c.method != "imagenet_ocsvm"]
+    assert sorted(finished) == sorted(c.directory(workdir) for c in runnable)
+    assert len(finished) == len(set(finished))  # every cell finished exactly once
+    assert set(results) == set(runnable)
+    assert all((tmp_path / d / "results.json").stat().st_mtime_ns == s
+               for d, s in stamps.items())  # finished cells were not rewritten
+    # The killed ICS cell resumed from its checkpoint: only its last report ran again.
+    ics_1 = sweep.Cell("mnist", 1, "ics", 0.1).directory(workdir)
+    assert started.count(ics_1) == 2
+    table = (tmp_path / "sweep" / "table1.md").read_text()
+    assert table.count("no weights") == 2  # imagenet_ocsvm without --config.vgg19_weights
+    assert (tmp_path / "sweep" / "mnist" / "0" / "typical_atypical.png").exists()
+
+
+def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, data_root):
+    config = _config(data_root, normal_classes="0", methods="ssim,ics", rhos="0.1,0.2")
+    workdir = str(tmp_path / "sweep")
+    results = sweep.run_sweep(config, workdir)
+    by_method = {(c.method, c.rho): r for c, r in results.items()}
+    ssim = by_method[("ssim", None)]
+    assert ssim["auc_mean"] == by_method[("ics", 0.1)]["ssim_auc"]
+    class_split = pipeline.load_split(f"{workdir}/mnist/0/split.npz")
+    for rho in (0.1, 0.2):
+        cell_split = pipeline.load_split(sweep.Cell("mnist", 0, "ics", rho).directory(workdir)
+                                         + "/split.npz")
+        np.testing.assert_array_equal(cell_split.scores, class_split.scores)
+        assert cell_split.atypical.size == round(rho * class_split.scores.size)
+        assert by_method[("ics", rho)]["rho"] == rho
+    assert (tmp_path / "sweep" / "rho_sweep.png").exists()
+    curve = report.rho_curve(results)
+    assert curve["mnist"][0] == [0.1, 0.2]
+    assert curve["mnist"][1][1] == pytest.approx(100 * by_method[("ics", 0.2)]["auc_mean"])
+
+
+def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
+    workdir = str(tmp_path / "sweep")
+    sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
+    with pytest.raises(sweep.SweepError, match="ocsvm_nu=0.15, not 0.3"):
+        sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", ocsvm_nu=0.3),
+                        workdir)
+    # An execution-only key (how often to log) does not invalidate finished cells.
+    sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", log_every=1), workdir)
+
+
+@pytest.mark.parametrize("key, value, expect", [("methods", "ics,svm", "methods="),
+                                                ("normal_classes", "0,x", "normal_classes="),
+                                                ("datasets", "", "datasets=")])
+def test_bad_sweep_lists_raise_one_line(tmp_path, key, value, expect):
+    config = sweep.sweep_config()
+    config[key] = value
+    with pytest.raises(sweep.SweepError, match=expect):
+        sweep.cells(config)
+
+
+def test_rho_applies_only_to_the_methods_that_split():
+    config = sweep.sweep_config()
+    config.update(datasets="mnist", normal_classes="3", methods="ocsvm,ssim,ics,nn_w_ics",
+                  rhos="0.1,0.2")
+    got = {(c.method, c.rho) for c in sweep.cells(config)}
+    assert got == {("ocsvm", None), ("ssim", None), ("ics", 0.1), ("ics", 0.2),
+                   ("nn_w_ics", 0.1), ("nn_w_ics", 0.2)}
+
+
+def _results(auc, seeds=2):
+    return {"auc_mean": auc, "auc_std": 0.01, "auc": [auc] * seeds, "seeds": list(range(seeds)),
+            "num_iterations": 7}
+
+
+def test_table_puts_the_papers_values_and_differences_beside_ours():
+    cells = {sweep.Cell("mnist", 0, "ics", None): _results(0.90),
+             sweep.Cell("mnist", 2, "ics", None): _results(0.80),
+             sweep.Cell("mnist", 0, "ocsvm", None): _results(0.70, seeds=1)}
+    layout = report.Layout(datasets=["mnist"], classes=[0, 1, 2], methods=["ocsvm", "ics"])
+    ref = paper.table1()
+    p0, p2 = ref[("mnist", 0, "ics")][0], ref[("mnist", 2, "ics")][0]
+    md = report.table_markdown(cells, layout)
+    rows = {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ")}
+    assert f"90.0 (1.0) / {p0:.1f} ({90.0 - p0:+.1f})" in rows["Digit 0"]
+    assert f"70.0 (1.0) / {ref[('mnist', 0, 'ocsvm')][0]:.1f}" in rows["Digit 0"]
+    assert rows["Digit 1"].count("/") == 0  # nothing finished for digit 1
+    assert f"**85.0** / {(p0 + p2) / 2:.1f} ({85.0 - (p0 + p2) / 2:+.1f}), n=2" in rows["**mean**"]
+
+    table = list(csv.DictReader(io.StringIO(report.table_csv(cells, layout))))
+    assert [r["normal_class"] for r in table] == ["0", "1", "2", "mean"]
+    assert float(table[2]["ics_mean"]) == 80.0
+    assert float(table[2]["ics_paper"]) == p2
+    assert float(table[2]["ics_difference"]) == pytest.approx(80.0 - p2)
+    assert table[1]["ics_mean"] == "" and float(table[1]["ics_paper"]) > 0
+    assert float(table[3]["ics_mean"]) == 85.0
+
+
+def test_paper_table_has_eight_methods_for_thirty_classes():
+    t = paper.table1()
+    assert len(t) == 3 * 10 * len(paper.METHODS)
+    assert t[("fashion_mnist", 1, "ics")] == (98.9, 0.2)  # Trouser, as printed in the paper
+    assert json.dumps(sorted(report.METHOD_NAMES)) == json.dumps(sorted(paper.METHODS))
