@@ -55,7 +55,9 @@ def run_app(main: Callable[[list[str]], None]) -> None:
                           os.path.join(os.path.expanduser("~"), ".cache", "ics_jax", "xla"))
     argv = resolve_config_path(sys.argv)
     debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    # Warnings and errors only: Orbax and TensorFlow log every checkpoint step at INFO level.
+    # A later `--verbosity=0` on the command line brings them back.
+    argv = argv[:1] + ["--verbosity=-1"] + [a for a in argv[1:] if a != "--debug"]
     try:
         app.run(main, argv=argv, flags_parser=_parse_flags)
     except (ValueError, KeyError, TypeError, OSError, AttributeError, FloatingPointError) as e:

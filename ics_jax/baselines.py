@@ -1,9 +1,10 @@
 """The paper's baselines that are not the ICS network (section 3.1): OCSVM, Isolation Forest,
 ImageNet features + OCSVM, the split autoencoder's SSIM, and Deep SVDD.
 
-Every function returns anomaly scores, higher = more anomalous. OCSVM, IF and Deep SVDD see the
-inputs of Ruff et al. (ICML 2018), whose settings the paper says they shared: global contrast
-normalisation (l1) per image, then min-max scaling with the extremes of the normal training class.
+Every function returns anomaly scores, higher = more anomalous. By default OCSVM, IF and Deep
+SVDD see the inputs of Ruff et al. (ICML 2018), whose settings the paper says they shared: global
+contrast normalisation (l1) per image, then min-max scaling with the extremes of the normal
+training class (`config.baseline_inputs='pixels'`: the [0, 1] pixels instead).
 """
 
 import jax
@@ -72,7 +73,9 @@ def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData
         features = [vgg.extract_features(params, x, image_size=config.vgg_image_size)
                     for x in (data.x_train, data.x_test)]
         return [ocsvm_scores(*features, nu=config.ocsvm_nu)]
-    train, test = deep_svdd_inputs(data.x_train, data.x_test)
+    train, test = data.x_train, data.x_test
+    if config.baseline_inputs == "gcn_minmax":
+        train, test = deep_svdd_inputs(train, test)
     if method == "ocsvm":
         return [ocsvm_scores(train, test, nu=config.ocsvm_nu)]
     if method == "iforest":

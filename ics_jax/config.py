@@ -11,8 +11,9 @@ CHOICES = {
                "imagenet_ocsvm"),
     "backbone": ("alexnet", "icsnet"),
     "distance": ("difference", "absolute", "squared"),
-    "strategy": ("auto", "loop", "vmap"),
+    "strategy": ("auto", "loop", "vmap", "sharded"),
     "loop_form": ("auto", "python", "unrolled", "scan"),
+    "baseline_inputs": ("gcn_minmax", "pixels"),
 }
 POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
             "checkpoint_every", "keep_checkpoints", "ae_num_steps", "ae_learning_rate",
@@ -59,6 +60,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.ae_global_bottleneck = True  # False: a 1x1 convolution, the code keeps the spatial map
     c.ssim_max_val = 1.0
     # Baselines (section 3.1 of the paper); see the README for what each one sees.
+    # What OCSVM, IF and Deep SVDD see: Ruff et al.'s contrast normalisation and min-max scaling
+    # ('gcn_minmax'), or the [0, 1] pixels ('pixels').
+    c.baseline_inputs = "gcn_minmax"
     c.ocsvm_nu = 0.15
     c.iforest_num_estimators = 100
     c.dsvdd_ae_num_steps = 1000  # Ruff et al.: 250 epochs; a budget that fits a CPU
@@ -67,8 +71,14 @@ def default_config() -> ml_collections.ConfigDict:
     c.vgg19_weights = ml_collections.FieldReference(None, field_type=str)  # .npz, see ics_jax/vgg
     c.vgg_image_size = 32  # VGG19 input side; images are resized to it
     # Execution.
-    c.strategy = "auto"  # seeds: 'loop', 'vmap' or 'auto' (loop on CPU, vmap elsewhere)
+    c.strategy = "auto"  # seeds: 'loop', 'vmap', 'sharded' or 'auto' (measured; ics_jax/seeds.py)
     c.loop_form = "auto"  # 'python', 'unrolled', 'scan' or 'auto' (by backend)
+    # Multi-host (ics_jax/distributed.py): unset = one process, or what the cluster's environment
+    # says (cloud TPU, SLURM); set all three to name the coordinator and this process.
+    c.coordinator_address = ml_collections.FieldReference(None, field_type=str)  # "host:port"
+    c.num_processes = ml_collections.FieldReference(None, field_type=int)
+    c.process_id = ml_collections.FieldReference(None, field_type=int)
+    c.initialization_timeout = 300  # seconds to wait for every process before giving up
     c.log_every = 100  # iterations between progress lines and metrics
     c.checkpoint_every = 1000  # iterations between checkpoints (and at the end)
     c.keep_checkpoints = 2

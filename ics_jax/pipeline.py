@@ -217,8 +217,12 @@ def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids,
             progress({"iteration": iteration, "num_iterations": config.num_iterations,
                       "losses": by_phase, "seconds": time.time() - t_train0})
 
-    strategy = _resolve(config.strategy, seeds.default_strategy)
     loop_form = _resolve(config.loop_form, loops.default_loop_form)
+    strategy, rates = config.strategy, {}
+    if strategy == "auto" and first_step < num_steps:  # a few steps of each candidate
+        strategy, rates = seeds.choose_strategy(step, states, split_data, seed_keys,
+                                                loop_form=loop_form, chunk_size=cycle,
+                                                cycle=cycle)
     if first_step < num_steps:
         states = seeds.run_seeds(step, states, split_data, seed_keys, first_step,
                                  num_steps - first_step,
@@ -231,7 +235,8 @@ def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids,
     writer.write_scalars(config.num_iterations, {"test/auc_mean": float(np.mean(
         [evaluate.auc(data.y_test, s) for s in scores]))})
     writer.close()
-    extra = {"strategy": strategy, "loop_form": loop_form}
+    extra = {"strategy": strategy, "loop_form": loop_form,
+             "strategy_seed_steps_per_s": rates}  # what `auto` measured, if it measured
     if protocol is not None:
         extra["authors_protocol"] = protocol.summary(scores)
     return scores, extra

@@ -1,26 +1,84 @@
-"""Many seeds at once: a state with a leading seed axis, advanced by `vmap` or by a host loop.
+"""Many seeds at once: a state with a leading seed axis, advanced in one of three ways.
 
-- `vmap`: one program for all seeds (`jax.vmap` of the step); the accelerator default.
-- `loop`: the single-seed program called once per seed; the CPU default, since XLA's CPU backend
-  runs vmapped convolutions (batched weights become grouped convolutions) at about 0.4x the
-  throughput of a loop over the same step.
+- `vmap`: one program for all seeds (`jax.vmap` of the step); the one-accelerator default.
+- `sharded`: the seed axis placed over a 1-D device mesh `("seeds",)` with `NamedSharding`, one
+  `jax.jit` program; inside it `jax.shard_map` gives each device the `vmap` of its own seeds. A
+  seed count that does not divide the device count is padded with copies of seed 0, dropped
+  again before anything is reported or returned.
+- `loop`: the single-seed program called once per seed; the one-CPU default, since XLA's CPU
+  backend runs vmapped convolutions (batched weights become grouped convolutions) at about 0.4x
+  the throughput of a loop over the same step.
 
-Both run the same per-seed computation, so seed i agrees with a single run of seed i.
+All run the same per-seed computation, so seed i agrees with a single run of seed i.
 """
 
+import functools
+import logging
+import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from ics_jax import loops
+from ics_jax import distributed, loops
 
-STRATEGIES = ("loop", "vmap")
+STRATEGIES = ("loop", "vmap", "sharded")
 
 
-def default_strategy() -> str:
-    """Returns the faster measured seed strategy for the current backend."""
-    return "loop" if jax.default_backend() == "cpu" else "vmap"
+def candidate_strategies() -> tuple[str, ...]:
+    """Returns the strategies worth measuring on this backend and device count: on one CPU
+    device only `loop` (vmapped convolutions measured at 0.43x a loop there)."""
+    if jax.device_count() > 1:
+        return ("sharded", "loop")
+    return ("loop",) if jax.default_backend() == "cpu" else ("vmap", "loop")
+
+
+def measure(step: Callable, states, data, seed_keys: jax.Array, *, strategy: str,
+            loop_form: str, chunk_size: int, cycle: int, num_chunks: int = 2) -> float:
+    """Returns seed-steps per second of `strategy` after compilation: one chunk to compile,
+    then `num_chunks` timed, on a copy of `states` (which stay untouched)."""
+    stamps = []
+
+    def on_report(end_step, states_now, metrics):
+        jax.block_until_ready(metrics)
+        stamps.append(time.perf_counter())
+
+    per_call = loops.steps_per_call(loop_form, chunk_size)
+    run_seeds(step, jax.tree.map(jnp.copy, states), data, seed_keys, 0,
+              (1 + num_chunks) * per_call, strategy=strategy, loop_form=loop_form,
+              chunk_size=chunk_size, report_every=per_call, cycle=cycle, on_report=on_report)
+    return num_chunks * per_call * seed_keys.shape[0] / (stamps[-1] - stamps[0])
+
+
+def choose_strategy(step: Callable, states, data, seed_keys: jax.Array, *, loop_form: str,
+                    chunk_size: int, cycle: int) -> tuple[str, dict[str, float]]:
+    """Returns the fastest of `candidate_strategies()` for this step and seed count, and the
+    measured seed-steps/s of each (empty when there is only one candidate)."""
+    candidates = candidate_strategies()
+    if len(candidates) == 1:
+        return candidates[0], {}
+    rates = {s: measure(step, states, data, seed_keys, strategy=s, loop_form=loop_form,
+                        chunk_size=chunk_size, cycle=cycle) for s in candidates}
+    best = max(rates, key=rates.get)
+    logging.getLogger("ics_jax").info("strategy auto -> %s (seed-steps/s: %s)", best, rates)
+    return best, rates
+
+
+def pad(tree, multiple: int):
+    """Returns `tree` with its leading axis padded to a multiple of `multiple` by copies of
+    entry 0 (a real seed, so padded programs compute nothing undefined)."""
+    n = jax.tree.leaves(tree)[0].shape[0]
+    extra = (-n) % multiple
+    if not extra:
+        return tree
+    return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[:1], extra, axis=0)]), tree)
+
+
+def take(tree, n: int):
+    """Returns the first `n` entries of `tree`'s leading axis."""
+    return jax.tree.map(lambda x: x[:n], tree)
 
 
 def stack(trees: list):
@@ -43,13 +101,36 @@ def run_seeds(step: Callable, states, data, seed_keys: jax.Array, first_step: in
     Returns the stacked final states.
     """
     num_seeds = seed_keys.shape[0]
+
+    def vmapped(carry, t, phase, data, keys):
+        return jax.vmap(lambda s, k: step(s, data, k, t, phase))(carry, keys)
+
     if strategy == "vmap":
-        def vmapped(carry, t, phase, data, keys):
-            return jax.vmap(lambda s, k: step(s, data, k, t, phase))(carry, keys)
         states, _ = loops.run(vmapped, states, first_step, num_steps, loop_form=loop_form,
                               chunk_size=chunk_size, report_every=report_every, cycle=cycle,
                               consts=(data, seed_keys), on_report=on_report)
         return states
+    if strategy == "sharded":
+        mesh = distributed.seed_mesh()
+
+        def per_device(carry, t, phase, data, keys):
+            body = functools.partial(vmapped, phase=phase)
+            return jax.shard_map(lambda c, t, d, k: body(c, t, data=d, keys=k), mesh=mesh,
+                                 in_specs=(P("seeds"), P(), P(), P("seeds")),
+                                 out_specs=(P("seeds"), P("seeds")), check_vma=False)(
+                                     carry, t, data, keys)
+
+        def report(end_step, padded_states, metrics):  # drop the padding seeds
+            on_report(end_step, take(padded_states, num_seeds), metrics[:, :num_seeds])
+
+        seeds_on_mesh = NamedSharding(mesh, P("seeds"))
+        states = jax.device_put(pad(states, mesh.size), seeds_on_mesh)
+        keys = jax.device_put(pad(seed_keys, mesh.size), seeds_on_mesh)
+        data = jax.device_put(data, NamedSharding(mesh, P()))
+        states, _ = loops.run(per_device, states, first_step, num_steps, loop_form=loop_form,
+                              chunk_size=chunk_size, report_every=report_every, cycle=cycle,
+                              consts=(data, keys), on_report=report if on_report else None)
+        return take(states, num_seeds)
     if strategy != "loop":
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     chunk = loops.make_chunk(lambda s, t, phase, data, key: step(s, data, key, t, phase),

@@ -111,7 +111,9 @@ def _check_same_run(cell_dir: str, config: ml_collections.ConfigDict) -> None:
     with open(path) as f:
         before = json.load(f)
     now = json.loads(config.to_json())
-    changed = sorted(k for k in now if k not in EXECUTION_KEYS and before.get(k) != now[k])
+    # A key missing from `before` came with a later version of the library, at its default.
+    changed = sorted(k for k in now
+                     if k not in EXECUTION_KEYS and k in before and before[k] != now[k])
     if changed:
         k = changed[0]
         raise SweepError(f"{cell_dir} was run with {k}={before.get(k)!r}, not {now[k]!r}; "

@@ -34,6 +34,7 @@ TINY = {
     "latent_dim": 4,
     "ae_conv_features": (4, 4, 4, 4, 4),
     "ae_latent_channels": 4,
+    "strategy": "loop",  # not 'auto': it would time every candidate strategy in every run
 }
 
 

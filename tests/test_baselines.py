@@ -48,11 +48,12 @@ def test_min_max_scaling_is_fitted_on_the_normal_training_images_only():
     np.testing.assert_allclose(test, (gcn(test_x) - low) / (high - low), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("inputs", ["gcn_minmax", "pixels"])
 @pytest.mark.parametrize("method", ["ocsvm", "iforest"])
-def test_shallow_baselines_score_anomalies_higher(method):
+def test_shallow_baselines_score_anomalies_higher(method, inputs):
     data = _blobs()
     config = default_config()
-    config.method = method
+    config.method, config.baseline_inputs = method, inputs
     scores = baselines.method_scores(config, data, None, seed_ids=[0, 1])
     assert len(scores) == (1 if method == "ocsvm" else 2)  # the OCSVM has no seed
     for s in scores:

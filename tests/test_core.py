@@ -174,22 +174,40 @@ def test_loop_forms_agree_with_unrolled(loop_form):
     np.testing.assert_allclose(m_ref, m_out, rtol=1e-4)
 
 
-def test_vmapped_and_looped_seeds_equal_single_runs():
+def test_every_strategy_equals_single_runs_with_a_seed_count_that_needs_padding():
+    """3 seeds: `sharded` pads them to the 8 host devices (conftest) and drops the padding."""
+    assert jax.device_count() == 8
     net, tx, _, step = _setup(tx=optax.sgd(0.05))
     data = _toy_data()
-    init_keys = jax.random.split(jax.random.key(5), 2)
-    seed_keys = jax.random.split(jax.random.key(6), 2)
+    init_keys = jax.random.split(jax.random.key(5), 3)
+    seed_keys = jax.random.split(jax.random.key(6), 3)
     states = [train.init_state(net, tx, k, (28, 28, 1)) for k in init_keys]
     kwargs = dict(loop_form="unrolled", chunk_size=3, report_every=6, cycle=3)
+    reported = {}
     results = {s: seeds.run_seeds(step, seeds.stack(states), data, seed_keys, 0, 6, strategy=s,
+                                  on_report=lambda e, st, m, s=s: reported.setdefault(s, m.shape),
                                   **kwargs) for s in seeds.STRATEGIES}
-    for i in range(2):
+    assert all(shape == (6, 3, 2) for shape in reported.values())  # no padding seeds reported
+    for i in range(3):
         single = seeds.run_seeds(step, seeds.stack(states[i:i + 1]), data, seed_keys[i:i + 1],
                                  0, 6, strategy="loop", **kwargs)
         for strategy, stacked in results.items():
-            chex.assert_trees_all_close(seeds.unstack(stacked, 2)[i].params,
+            assert jax.tree.leaves(stacked)[0].shape[0] == 3
+            chex.assert_trees_all_close(seeds.unstack(stacked, 3)[i].params,
                                         seeds.unstack(single, 1)[0].params,
                                         rtol=1e-4, atol=1e-5, custom_message=strategy)
+
+
+def test_auto_measures_each_candidate_and_leaves_the_states_untouched():
+    _, _, state, step = _setup(tx=optax.sgd(0.05))
+    states = seeds.stack([state, state])
+    before = jax.tree.map(np.asarray, states)
+    best, rates = seeds.choose_strategy(step, states, _toy_data(),
+                                        jax.random.split(jax.random.key(0), 2),
+                                        loop_form="unrolled", chunk_size=3, cycle=3)
+    assert set(rates) == set(seeds.candidate_strategies()) == {"sharded", "loop"}  # 8 devices
+    assert best == max(rates, key=rates.get) and all(r > 0 for r in rates.values())
+    chex.assert_trees_all_equal(jax.tree.map(np.asarray, states), before)
 
 
 def test_checkpoint_round_trips_state_and_optimizer_classes(tmp_path):
