@@ -8,6 +8,7 @@ import pytest
 from conftest import apply_tiny
 
 from ics_jax import baselines, default_config, models, pipeline, train
+from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
 
@@ -131,3 +132,28 @@ def test_pipeline_runs_each_method_with_one_results_format(tmp_path, method):
     assert (tmp_path / "split.npz").exists() == (method == "ssim")
     if method == "ssim":
         assert results["auc_mean"] == results["ssim_auc"]
+
+
+def _random_vgg_file(path):
+    """A VGG19 weights file in the documented format, He-normal random weights."""
+    from ics_jax import vgg
+    arrays = {}
+    for name, (kernel_shape, bias_shape) in vgg.layer_shapes().items():
+        fan_in = np.prod(kernel_shape[:-1])
+        arrays[f"{name}/kernel"] = (RNG.normal(size=kernel_shape) * np.sqrt(2 / fan_in)
+                                    ).astype(np.float32)
+        arrays[f"{name}/bias"] = np.zeros(bias_shape, np.float32)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_imagenet_ocsvm_scores_every_test_image_once_weights_exist(tmp_path):
+    config = default_config()
+    config.method = "imagenet_ocsvm"
+    with pytest.raises(ValueError, match="vgg19_weights"):  # validated before any work
+        config_lib.validate(config)
+    config.vgg19_weights = str(_random_vgg_file(tmp_path / "vgg19.npz"))
+    config_lib.validate(config)
+    data = _blobs(n_train=20, n_test=10, shape=(28, 28, 1))
+    (scores,) = baselines.method_scores(config, data, None, seed_ids=[0, 1])
+    assert scores.shape == (10,) and np.isfinite(scores).all()
