@@ -1,12 +1,15 @@
 r"""Runs one experiment: `python -m experiments.run --config mnist.py --workdir DIR`.
 
 A bare config name resolves to `experiments/configs/`; a path works too, and `name.py:arg`
-passes `arg` to its `get_config`. `--config.KEY=VALUE` overrides any key. A mistake in the
-command line, config or data ends with one line on stderr and exit code 2 (`--debug` shows the
-traceback).
+passes `arg` to its `get_config`. `--config.KEY=VALUE` overrides any key. With several processes
+(`--config.coordinator_address=HOST:PORT --config.num_processes=N --config.process_id=I`, or a
+cluster's environment) every process runs this same command; process 0 prints and writes. A
+mistake in the command line, config or data ends with one line on stderr and exit code 2
+(`--debug` shows the traceback).
 """
 
 import os
+import sys
 import time
 
 from absl import flags
@@ -30,11 +33,15 @@ def _print_progress(report: dict) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    from ics_jax import pipeline  # after flag parsing: a bad flag should not wait on JAX
+    from ics_jax import distributed, pipeline  # after flag parsing: a bad flag is quick
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
         raise cli.UsageError("give --config NAME.py and --workdir DIR")
+    distributed.initialize(config)  # several processes: joins them; else nothing
+    primary = distributed.is_primary()
+    if not primary:  # process 0 speaks for all
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     print(f"{config.method} on {config.dataset} class {config.normal_class}: "
           f"{config.num_seeds} seeds x {config.num_iterations} iterations -> {workdir}", flush=True)
     t0 = time.time()

@@ -12,6 +12,7 @@ import sys
 import threading
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -136,3 +137,11 @@ def gather(tree):
     in process order along the leading axis.
     """
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def to_host(tree):
+    """Returns `tree` as NumPy arrays on this process: gathered from every process when several
+    run, else a plain device-to-host copy."""
+    if jax.process_count() > 1:
+        return gather(tree)
+    return jax.tree.map(np.asarray, tree)

@@ -15,7 +15,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ics_jax import baselines, checkpoint, evaluate, loops, models, outputs, seeds, train
+from ics_jax import (
+    baselines,
+    checkpoint,
+    distributed,
+    evaluate,
+    loops,
+    models,
+    outputs,
+    seeds,
+    train,
+)
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
@@ -64,11 +74,12 @@ def load_split(path: str) -> split_lib.Split:
                                test_scores=f["test_scores"] if "test_scores" in f else None)
 
 
-def _load_or_compute_split(config, data, key, path) -> split_lib.Split:
+def _load_or_compute_split(config, data, key, path, write: bool) -> split_lib.Split:
     if os.path.exists(path):
         return load_split(path)
     split = compute_split(config, data.x_train, key, data.x_test)
-    save_split(path, split)
+    if write:
+        save_split(path, split)
     return split
 
 
@@ -118,8 +129,13 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     """
     t_start = time.time()
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
+    if jax.process_count() > 1 and config.strategy not in ("auto", "sharded"):
+        raise config_lib.ConfigError(f"strategy={config.strategy!r} with {jax.process_count()} "
+                                     "processes would train every seed in each; use sharded")
+    primary = distributed.is_primary()  # with several processes, only process 0 writes files
     os.makedirs(workdir, exist_ok=True)
-    outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    if primary:
+        outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     if data is None:
         data = data_lib.load_one_class(config.dataset, config.normal_class,
                                        data_dir=config.data_dir,
@@ -130,13 +146,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     t0 = time.time()
     if config.method in SPLIT_METHODS:
         split_path = os.path.join(workdir, "split.npz")
-        if split is None:
-            split = _load_or_compute_split(config, data, split_key, split_path)
-        else:
+        if split is None:  # every process computes the same split from the same key
+            split = _load_or_compute_split(config, data, split_key, split_path, primary)
+        elif primary:
             save_split(split_path, split)
-        outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),
-                                      data.x_train, split.scores,
-                                      title=f"{config.dataset} class {config.normal_class}")
+        if primary:
+            outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),
+                                          data.x_train, split.scores,
+                                          title=f"{config.dataset} class {config.normal_class}")
     t_split = time.time() - t0
 
     t0 = time.time()
@@ -167,7 +184,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                                  evaluate.auc(data.y_test,
                                               baselines.ssim_anomaly_scores(split))))
     results.update(extra)
-    outputs.write_json(os.path.join(workdir, "results.json"), results)
+    if primary:
+        outputs.write_json(os.path.join(workdir, "results.json"), results)
     return results
 
 
@@ -200,11 +218,11 @@ def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids,
 
     predict = jax.jit(train.make_predict(net))
     protocol = _AuthorsProtocol(data.y_test) if config.authors_protocol else None
-    writer = _metric_writer(workdir)
+    writer = _metric_writer(workdir, distributed.is_primary())
     t_train0 = time.time()
 
     def on_report(end_step, states_now, metrics):
-        metrics = np.asarray(metrics)  # [report_every, S, 2]: one host copy per report
+        metrics = distributed.to_host(metrics)  # [report_every, S, 2]: one copy per report
         _check_finite(metrics, end_step - metrics.shape[0], phases, seed_ids)
         losses = metrics[..., 0]
         by_phase = {p: float(losses[i::cycle].mean()) for i, p in enumerate(phases)}
@@ -212,7 +230,8 @@ def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids,
         writer.write_scalars(iteration, {f"loss/{p}": v for p, v in by_phase.items()})
         checkpoint.save(ckpt, end_step, states_now, force=end_step == num_steps)
         if protocol is not None:
-            protocol.update(iteration, _test_scores(predict, states_now, data.x_test, seed_ids))
+            protocol.update(iteration, _test_scores(predict, distributed.to_host(states_now),
+                                                    data.x_test, seed_ids))
         if progress is not None:
             progress({"iteration": iteration, "num_iterations": config.num_iterations,
                       "losses": by_phase, "seconds": time.time() - t_train0})
@@ -231,7 +250,7 @@ def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids,
                                  chunk_size=cycle if loop_form == "unrolled" else report_every,
                                  report_every=report_every, cycle=cycle, on_report=on_report)
     ckpt.wait_until_finished()
-    scores = _test_scores(predict, states, data.x_test, seed_ids)
+    scores = _test_scores(predict, distributed.to_host(states), data.x_test, seed_ids)
     writer.write_scalars(config.num_iterations, {"test/auc_mean": float(np.mean(
         [evaluate.auc(data.y_test, s) for s in scores]))})
     writer.close()
@@ -248,8 +267,10 @@ def _test_scores(predict, states, images: np.ndarray, seed_ids: list) -> list[np
     return [split_lib.batched_apply(lambda b, s=s: predict(s, b), images) for s in per_seed]
 
 
-def _metric_writer(workdir: str):
+def _metric_writer(workdir: str, primary: bool):
     from clu import metric_writers  # TensorFlow-backed; imported only when a run writes
+    if not primary:
+        return metric_writers.MultiWriter([])
     return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
 
 

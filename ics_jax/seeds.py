@@ -12,13 +12,13 @@
 All run the same per-seed computation, so seed i agrees with a single run of seed i.
 """
 
-import functools
 import logging
 import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -113,23 +113,27 @@ def run_seeds(step: Callable, states, data, seed_keys: jax.Array, first_step: in
     if strategy == "sharded":
         mesh = distributed.seed_mesh()
 
-        def per_device(carry, t, phase, data, keys):
-            body = functools.partial(vmapped, phase=phase)
-            return jax.shard_map(lambda c, t, d, k: body(c, t, data=d, keys=k), mesh=mesh,
-                                 in_specs=(P("seeds"), P(), P(), P("seeds")),
+        def per_device(carry, t, phase, data, key_data):
+            def body(c, t, d, k):
+                return vmapped(c, t, phase, d, jax.random.wrap_key_data(k))
+            return jax.shard_map(body, mesh=mesh, in_specs=(P("seeds"), P(), P(), P("seeds")),
                                  out_specs=(P("seeds"), P("seeds")), check_vma=False)(
-                                     carry, t, data, keys)
+                                     carry, t, data, key_data)
 
         def report(end_step, padded_states, metrics):  # drop the padding seeds
             on_report(end_step, take(padded_states, num_seeds), metrics[:, :num_seeds])
 
-        seeds_on_mesh = NamedSharding(mesh, P("seeds"))
-        states = jax.device_put(pad(states, mesh.size), seeds_on_mesh)
-        keys = jax.device_put(pad(seed_keys, mesh.size), seeds_on_mesh)
-        data = jax.device_put(data, NamedSharding(mesh, P()))
+        # Each process feeds its own block of the (padded) seed axis; the data is replicated.
+        padded = pad((states, jax.random.key_data(seed_keys)), mesh.size)
+        total = seed_keys.shape[0] + (-seed_keys.shape[0]) % mesh.size
+        block = distributed.local_seed_slice(total, mesh)
+        states, key_data = distributed.shard_seeds(
+            jax.tree.map(lambda x: x[block], padded), total, mesh)
+        data = jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+            NamedSharding(mesh, P()), np.asarray(x)), data)
         states, _ = loops.run(per_device, states, first_step, num_steps, loop_form=loop_form,
                               chunk_size=chunk_size, report_every=report_every, cycle=cycle,
-                              consts=(data, keys), on_report=report if on_report else None)
+                              consts=(data, key_data), on_report=report if on_report else None)
         return take(states, num_seeds)
     if strategy != "loop":
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")

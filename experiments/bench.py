@@ -1,0 +1,287 @@
+r"""Throughput of the SSIM split, the ICS training step and many seeds at once.
+
+    python -m experiments.bench --config bench.py --workdir runs/bench
+
+On synthetic 28x28x1 images (no dataset files), with the model, batch and autoencoder of the
+config: an f32 matmul peak; the SSIM split; the training step in the backend's loop form
+(compile time, steps and images per second, achieved FLOP/s from XLA's cost analysis, memory,
+host overhead); seed-steps per second of every seed strategy. Prints a markdown table and writes
+`bench.json` (and `config.json`) in the workdir. XLA's persistent compilation cache starts empty,
+so every compile time is a real compile. `--config bench.py:quick` is a smoke run.
+"""
+
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import cli
+from ics_jax import config as config_lib
+from ics_jax import loops, models, outputs, pipeline, seeds, split, train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for bench.json.")
+IMAGE_SHAPE = (28, 28, 1)
+CYCLE = len(train.PHASES)
+MATMUL_REPEATS = 5
+
+
+def _seconds(fn: Callable) -> float:
+    """Returns the wall time of `fn()` until its result is ready."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def matmul_gflops(n: int, repeats: int = MATMUL_REPEATS) -> float:
+    """Returns the best GFLOP/s (2 n^3 / t) of a jitted f32 `n x n` matmul after a warm-up."""
+    a, b = jax.random.normal(jax.random.key(0), (2, n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    _seconds(lambda: matmul(a, b))
+    return 2 * n**3 / min(_seconds(lambda: matmul(a, b)) for _ in range(repeats)) / 1e9
+
+
+def ssim_split(config: ml_collections.ConfigDict,
+               images: np.ndarray) -> tuple[split.Split, dict]:
+    """Trains the split autoencoder on `images` and scores them, as a run does; returns the
+    split and `{train_s, score_s}`."""
+    autoencoder = models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
+                                     latent_channels=config.ae_latent_channels,
+                                     global_bottleneck=config.ae_global_bottleneck)
+    key = pipeline.experiment_keys(config)[0]
+    start = time.perf_counter()
+    autoencoder, params = split.train_autoencoder(
+        images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
+        learning_rate=config.ae_learning_rate, loop_form="python", autoencoder=autoencoder)
+    jax.block_until_ready(params)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = split.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
+    score_s = time.perf_counter() - start
+    return split.split_by_score(scores, config.rho), {"train_s": train_s, "score_s": score_s}
+
+
+@dataclasses.dataclass
+class Bench:
+    """The ICS training step of a config on split images, built as `pipeline` builds it."""
+
+    config: ml_collections.ConfigDict
+    net: models.OneClassNet
+    step: Callable
+    data: train.SplitData
+    loop_form: str
+    chunk_size: int
+
+    @property
+    def per_call(self) -> int:
+        return loops.steps_per_call(self.loop_form, self.chunk_size)
+
+    def states(self, num_seeds: int):
+        """Returns fresh stacked states `[S, ...]` and seed keys `[S]`, as a run makes them."""
+        _, init_key, train_key = pipeline.experiment_keys(self.config)
+        tx = train.make_optimizer(self.config.learning_rate, self.config.adam_b1)
+        states = [train.init_state(self.net, tx, k, IMAGE_SHAPE)
+                  for k in jax.random.split(init_key, num_seeds)]
+        return seeds.stack(states), jax.random.split(train_key, num_seeds)
+
+    def chunk(self, loop_form: str, chunk_size: int) -> Callable:
+        """Returns the jitted one-seed `chunk(state, first_step, data, key)` of `loop` seeds."""
+        return loops.make_chunk(lambda s, t, phase, data, key: self.step(s, data, key, t, phase),
+                                loop_form, chunk_size, CYCLE)
+
+
+def make_bench(config: ml_collections.ConfigDict, parts: split.Split,
+               images: np.ndarray) -> Bench:
+    """Returns the training step of `config` on the typical/atypical parts of `images`."""
+    net = pipeline.build_network(config)
+    tx = train.make_optimizer(config.learning_rate, config.adam_b1)
+    step = train.make_train_step(net, tx, batch_size=config.batch_size,
+                                 weight_decay=config.weight_decay)
+    data = train.SplitData(typical=jnp.asarray(images[parts.typical]),
+                           atypical=jnp.asarray(images[parts.atypical]))
+    loop_form = loops.default_loop_form() if config.loop_form == "auto" else config.loop_form
+    # As training: unrolled, one iteration per program; scan, one report per program.
+    chunk_size = CYCLE if loop_form == "unrolled" else config.log_every * CYCLE
+    return Bench(config, net, step, data, loop_form, chunk_size)
+
+
+def _flops_per_step(b: Bench, compiled, args: tuple) -> float | None:
+    """Returns XLA's FLOP count per step. XLA counts a `while` body (scan) or one `switch`
+    branch once, so other forms than `unrolled` are counted on one unrolled cycle."""
+    steps = b.chunk_size
+    if b.loop_form != "unrolled":
+        compiled, steps = b.chunk("unrolled", CYCLE).lower(*args).compile(), CYCLE
+    flops = (compiled.cost_analysis() or {}).get("flops")
+    return flops / steps if flops else None
+
+
+def _peak_memory(compiled) -> tuple[int | None, str]:
+    """Returns the chunk's bytes (temporaries + arguments + outputs - donated outputs) from
+    XLA's memory analysis, else the device's peak, and which one it is."""
+    m = compiled.memory_analysis()
+    if m is not None:
+        return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+                - m.alias_size_in_bytes), "memory_analysis"
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"], "memory_stats"
+    return None, "unavailable"
+
+
+def _images(first_step: int, num_steps: int, batch_size: int) -> int:
+    """Returns the images steps `first_step...` push through the network: the pair phases two
+    batches, the binary phase one."""
+    return sum(batch_size if train.PHASES[t % CYCLE] == "intra_class" else 2 * batch_size
+               for t in range(first_step, first_step + num_steps))
+
+
+def bench_step(b: Bench, peak_gflops: float) -> dict:
+    """Returns the one-seed training step's rates, compile time, memory and host overhead."""
+    states, keys = b.states(1)
+    state, consts = seeds.unstack(states, 1)[0], (b.data, keys[0])
+    args = (state, jnp.int32(0), *consts)
+    start = time.perf_counter()
+    compiled = b.chunk(b.loop_form, b.chunk_size).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    flops, (memory, memory_source) = _flops_per_step(b, compiled, args), _peak_memory(compiled)
+    state, _ = jax.block_until_ready(compiled(*args))  # the first run, untimed
+    n, per_call = b.config.timed_chunks, b.per_call
+    isolated = 0.0
+    for k in range(1, n + 1):
+        t = jnp.int32(k * per_call)
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(compiled(state, t, *consts))
+        isolated += time.perf_counter() - start
+    start = time.perf_counter()  # the same number of chunks as training runs them
+    jax.block_until_ready(loops.advance(compiled, state, (n + 1) * per_call, n * per_call,
+                                        per_call, consts))
+    wall = time.perf_counter() - start
+    steps_per_s = n * per_call / isolated
+    gflops = None if flops is None else flops * steps_per_s / 1e9
+    return {"compile_s": compile_s, "steps_per_s": steps_per_s,
+            "images_per_s": _images(per_call, n * per_call, b.config.batch_size) / isolated,
+            "gflops": gflops,
+            "fraction_of_peak": None if gflops is None else gflops / peak_gflops,
+            "peak_memory_bytes": memory, "peak_memory_source": memory_source,
+            "host_overhead_fraction": max(0.0, 1.0 - isolated / wall)}
+
+
+def _seed_row(b: Bench, num_seeds: int, strategy: str) -> dict:
+    """Returns `{num_seeds, strategy, seed_steps_per_s}` from `seeds.measure`, or `skipped` with
+    XLA's reason when the program does not fit the device."""
+    row = {"num_seeds": num_seeds, "strategy": strategy}
+    states, keys = b.states(num_seeds)
+    try:
+        row["seed_steps_per_s"] = seeds.measure(
+            b.step, states, b.data, keys, strategy=strategy, loop_form=b.loop_form,
+            chunk_size=b.chunk_size, cycle=CYCLE, num_chunks=b.config.timed_chunks)
+    except jax.errors.JaxRuntimeError as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        row["skipped"] = str(e).splitlines()[0]
+    return row
+
+
+def bench_seeds(b: Bench) -> list[dict]:
+    """Returns a row per seed count and strategy of `seeds.STRATEGIES` plus `auto` (the rate of
+    the strategy `seeds.choose_strategy` picks, named in `chosen`); `ratio_to_sequential` is
+    seed-steps/s over one `loop` seed's steps/s."""
+    base = _seed_row(b, 1, "loop")
+    rows = []
+    for num_seeds in b.config.num_seeds_list:
+        measured = {s: base if (num_seeds, s) == (1, "loop") else _seed_row(b, num_seeds, s)
+                    for s in seeds.STRATEGIES}
+        states, keys = b.states(num_seeds)
+        chosen, _ = seeds.choose_strategy(b.step, states, b.data, keys, loop_form=b.loop_form,
+                                          chunk_size=b.chunk_size, cycle=CYCLE)
+        rows += [*measured.values(), {**measured[chosen], "strategy": "auto", "chosen": chosen}]
+    return [{**row, "ratio_to_sequential": row["seed_steps_per_s"] / base["seed_steps_per_s"]}
+            if "seed_steps_per_s" in row else row for row in rows]
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(results: dict, b: Bench) -> str:
+    """Returns the results as markdown lines, ready for the README."""
+    c, s, ssim = b.config, results["step"], results["ssim_split"]
+    memory = None if s["peak_memory_bytes"] is None else s["peak_memory_bytes"] / 2**20
+    lines = [f"{results['backend']}, {results['device_count']} device(s), f32 matmul peak "
+             f"{results['matmul_gflops']:.1f} GFLOP/s", "",
+             f"| ICS step: {c.backbone} {tuple(c.conv_features)}, batch {c.batch_size}, "
+             f"{b.loop_form} x {b.per_call} | |", "| --- | --- |",
+             f"| compile (s) | {s['compile_s']:.2f} |",
+             f"| steps/s | {s['steps_per_s']:.1f} |",
+             f"| images/s | {s['images_per_s']:.0f} |",
+             f"| GFLOP/s | {_fmt(s['gflops'], '.1f')} |",
+             f"| fraction of matmul peak | {_fmt(s['fraction_of_peak'], '.1%')} |",
+             f"| peak memory (MiB, {s['peak_memory_source']}) | {_fmt(memory, '.1f')} |",
+             f"| host overhead | {s['host_overhead_fraction']:.1%} |", "",
+             "| seeds | strategy | seed-steps/s | x sequential |", "| --- | --- | --- | --- |"]
+    for r in results["seeds"]:
+        name = f"auto ({r['chosen']})" if r["strategy"] == "auto" else r["strategy"]
+        rate = (f"{r['seed_steps_per_s']:.1f} | {r['ratio_to_sequential']:.2f}"
+                if "skipped" not in r else f"skipped: {r['skipped']} |")
+        lines.append(f"| {r['num_seeds']} | {name} | {rate} |")
+    lines += ["", f"| SSIM split, {c.bench_images} images, {c.ae_num_steps} AE steps "
+                  "| AE training (s) | scoring (s) | total (s) |", "| --- | --- | --- | --- |",
+              f"| | {ssim['train_s']:.1f} | {ssim['score_s']:.1f} | "
+              f"{results['ssim_split_s']:.1f} |"]
+    return "\n".join(lines)
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError for a config key the benchmark cannot use."""
+    config_lib.validate(config)
+    if not config.num_seeds_list or min(config.num_seeds_list) < 1:
+        raise config_lib.ConfigError(f"num_seeds_list={config.num_seeds_list} must list seed "
+                                     "counts of at least 1")
+    for key in ("timed_chunks", "matmul_size", "bench_images"):
+        if not config[key] > 0:
+            raise config_lib.ConfigError(f"{key}={config[key]!r} must be positive")
+
+
+def run(config: ml_collections.ConfigDict) -> tuple[dict, Bench]:
+    """Returns the results that `bench.json` holds, and the benchmarked step."""
+    images = np.random.default_rng(config.seed).random(
+        (config.bench_images, *IMAGE_SHAPE), np.float32)
+    results = {"backend": jax.default_backend(), "device_count": jax.device_count(),
+               "matmul_gflops": matmul_gflops(config.matmul_size)}
+    parts, results["ssim_split"] = ssim_split(config, images)
+    results["ssim_split_s"] = sum(results["ssim_split"].values())
+    b = make_bench(config, parts, images)
+    results["step"] = bench_step(b, results["matmul_gflops"])
+    results["seeds"] = bench_seeds(b)
+    return results, b
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config, workdir = _CONFIG.value, _WORKDIR.value
+    if config is None or workdir is None:
+        raise cli.UsageError("give --config bench.py and --workdir DIR")
+    _check(config)
+    # A fresh persistent compilation cache: every compile time is a real compile, and a program
+    # built again (each strategy's first chunk, `auto`'s candidates) loads instead.
+    with tempfile.TemporaryDirectory(prefix="ics-jax-bench-xla-") as cache_dir:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        results, b = run(config)
+    outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    path = os.path.join(workdir, "bench.json")
+    outputs.write_json(path, results)
+    print(table(results, b))
+    print(f"results in {path}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run_app(main)
