@@ -33,7 +33,8 @@ def _print_progress(report: dict) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    from ics_jax import distributed, pipeline  # after flag parsing: a bad flag is quick
+    # After flag parsing: a bad flag should not wait on JAX.
+    from ics_jax import baselines, distributed, pipeline
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
@@ -42,8 +43,12 @@ def main(argv: list[str]) -> None:
     primary = distributed.is_primary()
     if not primary:  # process 0 speaks for all
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-    print(f"{config.method} on {config.dataset} class {config.normal_class}: "
-          f"{config.num_seeds} seeds x {config.num_iterations} iterations -> {workdir}", flush=True)
+    budget = (f"{config.num_seeds} seeds x {config.num_iterations} iterations"
+              if config.method in pipeline.METHOD_PHASES else
+              "one run, no seed" if config.method in baselines.DETERMINISTIC else
+              f"{config.num_seeds} seeds")
+    print(f"{config.method} on {config.dataset} class {config.normal_class}: {budget} -> "
+          f"{workdir}", flush=True)
     t0 = time.time()
     results = pipeline.run_experiment(config, workdir, progress=_print_progress)
     aucs = ", ".join(f"{a:.4f}" for a in results["auc"])
