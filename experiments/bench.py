@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from absl import flags
 from ml_collections import config_flags
 
@@ -76,6 +77,7 @@ class Bench:
 
     config: ml_collections.ConfigDict
     net: models.OneClassNet
+    tx: optax.GradientTransformation
     step: Callable
     data: train.SplitData
     loop_form: str
@@ -88,8 +90,7 @@ class Bench:
     def states(self, num_seeds: int):
         """Returns fresh stacked states `[S, ...]` and seed keys `[S]`, as a run makes them."""
         _, init_key, train_key = pipeline.experiment_keys(self.config)
-        tx = train.make_optimizer(self.config.learning_rate, self.config.adam_b1)
-        states = [train.init_state(self.net, tx, k, IMAGE_SHAPE)
+        states = [train.init_state(self.net, self.tx, k, IMAGE_SHAPE)
                   for k in jax.random.split(init_key, num_seeds)]
         return seeds.stack(states), jax.random.split(train_key, num_seeds)
 
@@ -111,7 +112,7 @@ def make_bench(config: ml_collections.ConfigDict, parts: split.Split,
     loop_form = loops.default_loop_form() if config.loop_form == "auto" else config.loop_form
     # As training: unrolled, one iteration per program; scan, one report per program.
     chunk_size = CYCLE if loop_form == "unrolled" else config.log_every * CYCLE
-    return Bench(config, net, step, data, loop_form, chunk_size)
+    return Bench(config, net, tx, step, data, loop_form, chunk_size)
 
 
 def _flops_per_step(b: Bench, compiled, args: tuple) -> float | None:
