@@ -57,7 +57,8 @@ def ssim_split(config: ml_collections.ConfigDict,
     split and `{train_s, score_s}`."""
     autoencoder = models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
                                      latent_channels=config.ae_latent_channels,
-                                     global_bottleneck=config.ae_global_bottleneck)
+                                     global_bottleneck=config.ae_global_bottleneck,
+                                     negative_slope=config.ae_negative_slope)
     key = pipeline.experiment_keys(config)[0]
     start = time.perf_counter()
     autoencoder, params = split.train_autoencoder(

@@ -4,8 +4,10 @@ r"""Reproduces the paper's Table 1 (and, with `rho.py`, Fig. 4) as a resumable s
         --config.data_root=../shared/data --config.datasets=mnist --config.methods=ics,ocsvm
 
 Every finished cell (dataset, class, method, rho) is kept: run the same command again after a
-stop and only unfinished cells run. Writes `table1.md`, `table1.csv`, `rho_sweep.png` (several
-`rhos`) and a `typical_atypical.png` per dataset and class under `--workdir`.
+stop and only unfinished cells run. `--report_only` rewrites the tables from the finished cells
+of the config (say, all of them after narrowed sweeps) and runs nothing. Writes `table1.md`,
+`table1.csv`, `rho_sweep.png` (several `rhos`) and a `typical_atypical.png` per dataset and class
+under `--workdir`.
 """
 
 import time
@@ -18,6 +20,8 @@ from experiments import cli
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the sweep's cells and tables.")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False,
+                                 "Only rewrite the tables and figures from the finished cells.")
 
 
 def main(argv: list[str]) -> None:
@@ -27,6 +31,10 @@ def main(argv: list[str]) -> None:
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
         raise cli.UsageError("give --config table1.py and --workdir DIR")
+    if _REPORT_ONLY.value:
+        sweep.write_reports(config, workdir)
+        print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
+        return
     todo = sweep.cells(config)
     left = [c for c in todo if not sweep.is_finished(workdir, c)]
     print(f"{len(todo)} cells, {len(todo) - len(left)} finished -> {workdir}", flush=True)

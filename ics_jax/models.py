@@ -131,29 +131,32 @@ class AutoEncoder(nn.Module):
 
     `global_bottleneck`: the convolution covers the whole final `H/8 x W/8` map, so the code is
     `1 x 1 x latent_channels`; with False it is a 1x1 convolution and the code keeps the map.
+    `negative_slope`: of the leaky ReLUs (0 = ReLU, which can die and leave a constant output).
     """
 
     conv_features: Sequence[int] = (16, 32, 48, 48, 32)
     latent_channels: int = 32
     global_bottleneck: bool = True
+    negative_slope: float = 0.2
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         h, w, c = x.shape[1:]
+        act = lambda v: _activation(v, self.negative_slope)  # noqa: E731
         y = _pad_to_multiple(x, 8)
         c1, c2, c3, c4, c5 = self.conv_features
-        y = nn.max_pool(nn.relu(nn.Conv(c1, (5, 5))(y)), (2, 2), (2, 2))
-        y = nn.max_pool(nn.relu(nn.Conv(c2, (5, 5))(y)), (2, 2), (2, 2))
-        y = nn.relu(nn.Conv(c3, (3, 3))(y))
-        y = nn.relu(nn.Conv(c4, (3, 3))(y))
-        y = nn.max_pool(nn.relu(nn.Conv(c5, (3, 3))(y)), (2, 2), (2, 2))
+        y = nn.max_pool(act(nn.Conv(c1, (5, 5))(y)), (2, 2), (2, 2))
+        y = nn.max_pool(act(nn.Conv(c2, (5, 5))(y)), (2, 2), (2, 2))
+        y = act(nn.Conv(c3, (3, 3))(y))
+        y = act(nn.Conv(c4, (3, 3))(y))
+        y = nn.max_pool(act(nn.Conv(c5, (3, 3))(y)), (2, 2), (2, 2))
         grid = y.shape[1:3] if self.global_bottleneck else (1, 1)  # [H/8, W/8] or 1x1
         # A linear code: a ReLU here can switch every code unit off for good, and the decoder
         # then returns one constant image whatever the input (seen on MNIST digits 2-9).
         y = nn.Conv(self.latent_channels, grid, padding="VALID")(y)
-        y = nn.relu(nn.ConvTranspose(c5, grid, padding="VALID")(y))
+        y = act(nn.ConvTranspose(c5, grid, padding="VALID")(y))
         for features in (c3, c2, c1):
-            y = nn.relu(nn.ConvTranspose(features, (3, 3), strides=(2, 2))(y))
+            y = act(nn.ConvTranspose(features, (3, 3), strides=(2, 2))(y))
         y = nn.sigmoid(nn.Conv(c, (3, 3))(y))
         top, left = (y.shape[1] - h) // 2, (y.shape[2] - w) // 2
         return y[:, top:top + h, left:left + w]

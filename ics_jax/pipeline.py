@@ -57,7 +57,8 @@ def compute_split(config, images: np.ndarray, key: jax.Array,
         learning_rate=config.ae_learning_rate, loop_form="python",
         autoencoder=models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
                                        latent_channels=config.ae_latent_channels,
-                                       global_bottleneck=config.ae_global_bottleneck))
+                                       global_bottleneck=config.ae_global_bottleneck,
+                                       negative_slope=config.ae_negative_slope))
     scores = split_lib.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
     split = split_lib.split_by_score(scores, config.rho)
     if test_images is None:

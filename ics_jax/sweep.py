@@ -26,7 +26,8 @@ LOCAL_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
 # Config keys that decide how a cell runs but not what it computes: a restarted sweep may change
 # them without invalidating finished cells.
 EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
-                  "keep_checkpoints", "strategy", "loop_form")
+                  "keep_checkpoints", "strategy", "loop_form", "coordinator_address",
+                  "num_processes", "process_id", "initialization_timeout")
 NO_WEIGHTS = "no weights"
 
 
@@ -111,9 +112,9 @@ def _check_same_run(cell_dir: str, config: ml_collections.ConfigDict) -> None:
     with open(path) as f:
         before = json.load(f)
     now = json.loads(config.to_json())
-    # A key missing from `before` came with a later version of the library, at its default.
-    changed = sorted(k for k in now
-                     if k not in EXECUTION_KEYS and k in before and before[k] != now[k])
+    # A key missing from `before` came with a later version of the library, whose default may
+    # compute something else: it counts as changed.
+    changed = sorted(k for k in now if k not in EXECUTION_KEYS and before.get(k) != now[k])
     if changed:
         k = changed[0]
         raise SweepError(f"{cell_dir} was run with {k}={before.get(k)!r}, not {now[k]!r}; "

@@ -102,6 +102,13 @@ def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
                         workdir)
     # An execution-only key (how often to log) does not invalidate finished cells.
     sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", log_every=1), workdir)
+    # A cell from an older version without a key whose default now computes something else.
+    cell_config = tmp_path / "sweep" / "mnist" / "0" / "ocsvm" / "config.json"
+    old = json.loads(cell_config.read_text())
+    del old["baseline_inputs"]
+    cell_config.write_text(json.dumps(old))
+    with pytest.raises(sweep.SweepError, match="baseline_inputs=None"):
+        sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
 
 
 @pytest.mark.parametrize("key, value, expect", [("methods", "ics,svm", "methods="),
