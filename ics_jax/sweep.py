@@ -28,7 +28,9 @@ LOCAL_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
 EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
                   "keep_checkpoints", "strategy", "loop_form", "coordinator_address",
                   "num_processes", "process_id", "initialization_timeout")
-NO_WEIGHTS = "no weights"
+# Keys that only the split (and the methods that use it) read: a change leaves other cells valid.
+SPLIT_KEYS = ("rho", "ssim_max_val")
+SPLIT_KEY_PREFIX = "ae_"
 
 
 class SweepError(ValueError):
@@ -112,9 +114,12 @@ def _check_same_run(cell_dir: str, config: ml_collections.ConfigDict) -> None:
     with open(path) as f:
         before = json.load(f)
     now = json.loads(config.to_json())
+    ignored = set(EXECUTION_KEYS)
+    if config.method not in pipeline.SPLIT_METHODS:
+        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
     # A key missing from `before` came with a later version of the library, whose default may
     # compute something else: it counts as changed.
-    changed = sorted(k for k in now if k not in EXECUTION_KEYS and before.get(k) != now[k])
+    changed = sorted(k for k in now if k not in ignored and before.get(k) != now[k])
     if changed:
         k = changed[0]
         raise SweepError(f"{cell_dir} was run with {k}={before.get(k)!r}, not {now[k]!r}; "
