@@ -52,7 +52,8 @@ def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
                    rho: float = 0.1) -> str:
     """Returns one markdown table per dataset: a row per normal class, a column per method,
     each entry `ours (std) / paper (ours - paper)` in AUC %, and a row of per-dataset means
-    over the finished classes. Cells in `missing` say 'no weights'; unfinished cells are empty."""
+    over the finished classes; a single run shows no spread. Cells in `missing` say 'no weights';
+    unfinished cells are empty."""
     found, ref = _by_key(results), paper.table1()
     missing_keys = {(c.dataset, c.normal_class, c.method) for c in missing}
     lines = [f"AUC in %: ours, mean (std) over seeds / the paper's Table 1 (difference). "
@@ -67,7 +68,8 @@ def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
                 key, (p, _) = (dataset, c, m), ref[(dataset, c, m)]
                 if key in found:
                     mean, std = _ours(found[key])
-                    entries.append(f"{mean:.1f} ({std:.1f}) / {p:.1f} ({mean - p:+.1f})")
+                    spread = f" ({std:.1f})" if len(found[key]["auc"]) > 1 else ""  # one seed
+                    entries.append(f"{mean:.1f}{spread} / {p:.1f} ({mean - p:+.1f})")
                 else:
                     entries.append(f"no weights / {p:.1f}" if key in missing_keys else "")
             lines.append(f"| {paper.class_name(dataset, c)} | " + " | ".join(entries) + " |")
