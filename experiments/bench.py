@@ -55,15 +55,9 @@ def ssim_split(config: ml_collections.ConfigDict,
                images: np.ndarray) -> tuple[split.Split, dict]:
     """Trains the split autoencoder on `images` and scores them, as a run does; returns the
     split and `{train_s, score_s}`."""
-    autoencoder = models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
-                                     latent_channels=config.ae_latent_channels,
-                                     global_bottleneck=config.ae_global_bottleneck,
-                                     negative_slope=config.ae_negative_slope)
     key = pipeline.experiment_keys(config)[0]
     start = time.perf_counter()
-    autoencoder, params = split.train_autoencoder(
-        images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
-        learning_rate=config.ae_learning_rate, loop_form="python", autoencoder=autoencoder)
+    autoencoder, params = pipeline.train_split_autoencoder(config, images, key)
     jax.block_until_ready(params)
     train_s = time.perf_counter() - start
     start = time.perf_counter()

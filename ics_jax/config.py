@@ -14,6 +14,7 @@ CHOICES = {
     "strategy": ("auto", "loop", "vmap", "sharded"),
     "loop_form": ("auto", "python", "unrolled", "scan"),
     "baseline_inputs": ("gcn_minmax", "pixels"),
+    "ae_loss": ("bce", "mse"),
 }
 POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
             "checkpoint_every", "keep_checkpoints", "ae_num_steps", "ae_learning_rate",
@@ -61,6 +62,9 @@ def default_config() -> ml_collections.ConfigDict:
     # Leaky ReLUs: with plain ReLUs (0.0) the autoencoder collapsed to one constant
     # reconstruction on MNIST digits 1 and 4 (see the README).
     c.ae_negative_slope = 0.2
+    # Binary cross-entropy on the logits; 'mse' on the sigmoid output stalled at an all-black
+    # reconstruction on MNIST digits 1, 4, 5, 7, 9 (see the README).
+    c.ae_loss = "bce"
     c.ssim_max_val = 1.0
     # Baselines (section 3.1 of the paper); see the README for what each one sees.
     # What OCSVM, IF and Deep SVDD see: Ruff et al.'s contrast normalisation and min-max scaling

@@ -127,7 +127,8 @@ class OneClassNet(nn.Module):
 class AutoEncoder(nn.Module):
     """The split autoencoder: an AlexNet-like encoder whose dense layers are replaced by one
     convolution onto a `latent_channels` bottleneck, and a mirrored decoder of transposed
-    convolutions. Returns the reconstruction, same shape as the input, in (0, 1).
+    convolutions. Returns the reconstruction, same shape as the input, in (0, 1) (with
+    `logits=True`, before its sigmoid).
 
     `global_bottleneck`: the convolution covers the whole final `H/8 x W/8` map, so the code is
     `1 x 1 x latent_channels`; with False it is a 1x1 convolution and the code keeps the map.
@@ -140,7 +141,7 @@ class AutoEncoder(nn.Module):
     negative_slope: float = 0.2
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False, logits: bool = False) -> jax.Array:
         h, w, c = x.shape[1:]
         act = lambda v: _activation(v, self.negative_slope)  # noqa: E731
         y = _pad_to_multiple(x, 8)
@@ -157,9 +158,10 @@ class AutoEncoder(nn.Module):
         y = act(nn.ConvTranspose(c5, grid, padding="VALID")(y))
         for features in (c3, c2, c1):
             y = act(nn.ConvTranspose(features, (3, 3), strides=(2, 2))(y))
-        y = nn.sigmoid(nn.Conv(c, (3, 3))(y))
+        y = nn.Conv(c, (3, 3))(y)
         top, left = (y.shape[1] - h) // 2, (y.shape[2] - w) // 2
-        return y[:, top:top + h, left:left + w]
+        y = y[:, top:top + h, left:left + w]
+        return y if logits else nn.sigmoid(y)
 
 
 def make_backbone(name: str, **kwargs) -> nn.Module:

@@ -48,17 +48,23 @@ def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
                               distance=config.distance)
 
 
-def compute_split(config, images: np.ndarray, key: jax.Array,
-                  test_images: np.ndarray | None = None) -> split_lib.Split:
-    """Trains the split autoencoder on `images`; returns the SSIM split at `config.rho`, with
-    the SSIM of `test_images` if given."""
-    autoencoder, params = split_lib.train_autoencoder(
+def train_split_autoencoder(config, images: np.ndarray, key: jax.Array):
+    """Returns `(module, params)` of the split autoencoder `config` describes, trained on
+    `images` `[N, H, W, C]`."""
+    return split_lib.train_autoencoder(
         images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
-        learning_rate=config.ae_learning_rate, loop_form="python",
+        learning_rate=config.ae_learning_rate, loop_form="python", loss=config.ae_loss,
         autoencoder=models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
                                        latent_channels=config.ae_latent_channels,
                                        global_bottleneck=config.ae_global_bottleneck,
                                        negative_slope=config.ae_negative_slope))
+
+
+def compute_split(config, images: np.ndarray, key: jax.Array,
+                  test_images: np.ndarray | None = None) -> split_lib.Split:
+    """Trains the split autoencoder on `images`; returns the SSIM split at `config.rho`, with
+    the SSIM of `test_images` if given."""
+    autoencoder, params = train_split_autoencoder(config, images, key)
     scores = split_lib.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
     split = split_lib.split_by_score(scores, config.rho)
     if test_images is None:

@@ -43,10 +43,30 @@ def split_by_score(scores: np.ndarray, rho: float) -> Split:
                  typical=np.sort(order[num_atypical:]))
 
 
+AE_LOSSES = ("bce", "mse")
+
+
+def reconstruction_loss(autoencoder: AutoEncoder, params, batch: jax.Array,
+                        loss: str = "bce") -> jax.Array:
+    """Returns the mean per-pixel loss of reconstructing `batch` `[B, H, W, C]` in [0, 1].
+
+    'bce' is binary cross-entropy on the output's logits: its gradient, sigmoid - x, never
+    vanishes. 'mse' on the sigmoid output can stall for good once the sigmoid saturates: on
+    MNIST the autoencoder then returns an all-black image whatever the input.
+    """
+    if loss == "bce":
+        logits = autoencoder.apply({"params": params}, batch, logits=True)
+        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch))
+    if loss == "mse":
+        return jnp.mean(jnp.square(autoencoder.apply({"params": params}, batch) - batch))
+    raise ValueError(f"unknown autoencoder loss {loss!r}; choose one of {AE_LOSSES}")
+
+
 def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
                       learning_rate: float, loop_form: str = "python", chunk_size: int = 50,
-                      autoencoder: AutoEncoder | None = None):
-    """Trains the autoencoder on `images` `[N, H, W, C]` with MSE; returns `(module, params)`."""
+                      autoencoder: AutoEncoder | None = None, loss: str = "bce"):
+    """Trains the autoencoder on `images` `[N, H, W, C]` to minimise `reconstruction_loss`;
+    returns `(module, params)`."""
     autoencoder = autoencoder or AutoEncoder()
     params = autoencoder.init(key, jnp.asarray(images[:1]))["params"]
     tx = optax.adam(learning_rate)
@@ -56,10 +76,10 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
         params, opt_state = carry
         batch_key = jax.random.fold_in(key, step_index)
         batch = data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])]
-        loss, grads = jax.value_and_grad(
-            lambda p: jnp.mean(jnp.square(autoencoder.apply({"params": p}, batch) - batch)))(params)
+        value, grads = jax.value_and_grad(
+            lambda p: reconstruction_loss(autoencoder, p, batch, loss))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+        return (optax.apply_updates(params, updates), opt_state), value
 
     carry, _ = loops.run(step, (params, tx.init(params)), 0, num_steps, loop_form=loop_form,
                          chunk_size=chunk_size, report_every=num_steps,

@@ -110,6 +110,22 @@ def test_autoencoder_reconstructs_the_input_shape_in_unit_range(shape):
     assert float(y.min()) > 0.0 and float(y.max()) < 1.0
 
 
+def test_bce_keeps_a_gradient_where_a_saturated_sigmoid_stalls_mse():
+    """An autoencoder whose output bias sits far negative returns all black: MSE's gradient on
+    that bias vanishes (sigmoid saturated), cross-entropy's is minus the mean pixel."""
+    ae = models.AutoEncoder(conv_features=(4, 4, 4, 4, 4), latent_channels=3)
+    x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
+    params = ae.init(jax.random.key(0), x)["params"]
+    last = sorted(k for k in params if k.startswith("Conv_"))[-1]  # the output convolution
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.full_like(v, -60.0) if path[0].key == last
+        and path[-1].key == "bias" else v, params)
+    grads = {loss: jax.grad(lambda p, loss=loss: split_lib.reconstruction_loss(ae, p, x, loss))(
+        params)[last]["bias"] for loss in ("mse", "bce")}
+    assert float(jnp.abs(grads["mse"]).max()) < 1e-12
+    np.testing.assert_allclose(grads["bce"], -x.mean(), rtol=1e-3)
+
+
 def test_symmetric_distance_heads_ignore_argument_order():
     z_i, z_j = jax.random.normal(jax.random.key(1), (2, 5, 4))
     for distance in ("absolute", "squared"):
