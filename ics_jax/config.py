@@ -59,9 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.ae_conv_features = (16, 32, 48, 48, 32)
     c.ae_latent_channels = 32
     c.ae_global_bottleneck = True  # False: a 1x1 convolution, the code keeps the spatial map
-    # Leaky ReLUs: with plain ReLUs (0.0) the autoencoder collapsed to one constant
-    # reconstruction on MNIST digits 1 and 4 (see the README).
-    c.ae_negative_slope = 0.2
+    c.ae_negative_slope = 0.2  # leaky ReLUs in the split autoencoder (0.0: plain ReLUs)
     # Binary cross-entropy on the logits; 'mse' on the sigmoid output stalled at an all-black
     # reconstruction on MNIST digits 1, 4, 5, 7, 9 (see the README).
     c.ae_loss = "bce"
