@@ -269,8 +269,9 @@ def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids,
 
 
 def _test_scores(predict, states, images: np.ndarray, seed_ids: list) -> list[np.ndarray]:
-    """Returns one `[M]` array of anomaly logits per seed."""
-    per_seed = seeds.unstack(states, len(seed_ids))
+    """Returns one `[M]` array of anomaly logits per seed; `states` may be host arrays (each
+    seed's parameters go to the device once, not once per batch)."""
+    per_seed = [jax.device_put(s) for s in seeds.unstack(states, len(seed_ids))]
     return [split_lib.batched_apply(lambda b, s=s: predict(s, b), images) for s in per_seed]
 
 
