@@ -5,9 +5,10 @@
   `jax.jit` program; inside it `jax.shard_map` gives each device the `vmap` of its own seeds. A
   seed count that does not divide the device count is padded with copies of seed 0, dropped
   again before anything is reported or returned.
-- `loop`: the single-seed program called once per seed; the one-CPU default, since XLA's CPU
-  backend runs vmapped convolutions (batched weights become grouped convolutions) at about 0.4x
-  the throughput of a loop over the same step.
+- `loop`: the single-seed program called once per seed, seed i on local device i mod D, so
+  several devices run seeds at once; the CPU default, since XLA's CPU backend runs vmapped
+  convolutions (batched weights become grouped convolutions) at about 0.4x the throughput of a
+  loop over the same step.
 
 All run the same per-seed computation, so seed i agrees with a single run of seed i.
 """
@@ -27,12 +28,19 @@ from ics_jax import distributed, loops
 STRATEGIES = ("loop", "vmap", "sharded")
 
 
-def candidate_strategies() -> tuple[str, ...]:
-    """Returns the strategies worth measuring on this backend and device count: on one CPU
-    device only `loop` (vmapped convolutions measured at 0.43x a loop there)."""
-    if jax.device_count() > 1:
-        return ("sharded", "loop")
-    return ("loop",) if jax.default_backend() == "cpu" else ("vmap", "loop")
+def candidate_strategies(backend: str | None = None, num_devices: int | None = None,
+                         num_processes: int | None = None) -> tuple[str, ...]:
+    """Returns the strategies worth measuring (defaults: this JAX's backend, device and process
+    counts). Several processes: `sharded` only, so that no two can choose differently. A CPU:
+    `loop` only (it spreads seeds over the host devices; vmapped convolutions measured at 0.15x
+    a loop there). An accelerator: `vmap` or `sharded` against `loop`."""
+    backend = backend or jax.default_backend()
+    num_devices = num_devices or jax.device_count()
+    if (num_processes or jax.process_count()) > 1:
+        return ("sharded",)
+    if backend == "cpu":
+        return ("loop",)
+    return ("sharded", "loop") if num_devices > 1 else ("vmap", "loop")
 
 
 def measure(step: Callable, states, data, seed_keys: jax.Array, *, strategy: str,
@@ -140,14 +148,26 @@ def run_seeds(step: Callable, states, data, seed_keys: jax.Array, first_step: in
     chunk = loops.make_chunk(lambda s, t, phase, data, key: step(s, data, key, t, phase),
                              loop_form, chunk_size, cycle)
     per_call = loops.steps_per_call(loop_form, chunk_size)
-    per_seed, keys = unstack(states, num_seeds), unstack(seed_keys, num_seeds)
+    # Seed i lives on local device i mod D: dispatch is asynchronous, so the devices (forced
+    # host devices on a CPU too) run their seeds at the same time.
+    devices = jax.local_devices()
+    home = [devices[i % len(devices)] for i in range(num_seeds)]
+    per_seed = jax.device_put(unstack(states, num_seeds), home)
+    keys = jax.device_put(unstack(seed_keys, num_seeds), home)
+    data_on = {d: jax.device_put(data, d) for d in set(home)}
     for start in range(first_step, first_step + num_steps, report_every):
         size = min(report_every, first_step + num_steps - start)
         metrics = []
         for i in range(num_seeds):
             per_seed[i], m = loops.advance(chunk, per_seed[i], start, size, per_call,
-                                           (data, keys[i]))
+                                           (data_on[home[i]], keys[i]))
             metrics.append(m)
         if on_report is not None:
-            on_report(start + size, stack(per_seed), jnp.stack(metrics, axis=1))
-    return stack(per_seed)
+            on_report(start + size, _gather(per_seed, devices[0]),
+                      jnp.stack(jax.device_put(metrics, devices[0]), axis=1))
+    return _gather(per_seed, devices[0])
+
+
+def _gather(per_seed: list, device) -> object:
+    """Stacks per-seed pytrees that live on different devices onto `device`."""
+    return stack(jax.device_put(per_seed, device))

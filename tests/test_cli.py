@@ -170,3 +170,12 @@ def test_bad_input_exits_2_with_one_error_line(case, tmp_path, tiny_npz, tiny_ov
     # Nothing was trained: no split, no checkpoint, no progress line.
     assert not (workdir / "split.npz").exists() and not (workdir / "checkpoints").exists()
     assert _iteration_lines(proc.stdout) == []
+
+
+def test_commands_ask_for_one_host_device_per_core_unless_the_user_chose():
+    from experiments.cli import with_host_devices
+
+    assert with_host_devices("", 2) == "--xla_force_host_platform_device_count=2"
+    assert with_host_devices("--xla_dump_to=/tmp/x", 64).endswith("device_count=8")  # capped
+    chosen = "--xla_force_host_platform_device_count=1 --xla_dump_to=/tmp/x"
+    assert with_host_devices(chosen, 2) == chosen
