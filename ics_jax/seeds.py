@@ -7,7 +7,7 @@
   again before anything is reported or returned.
 - `loop`: the single-seed program called once per seed, seed i on local device i mod D, so
   several devices run seeds at once; the CPU default, since XLA's CPU backend runs vmapped
-  convolutions (batched weights become grouped convolutions) at about 0.4x the throughput of a
+  convolutions (batched weights become grouped convolutions) at 0.15-0.4x the throughput of a
   loop over the same step.
 
 All run the same per-seed computation, so seed i agrees with a single run of seed i.

@@ -43,9 +43,6 @@ def split_by_score(scores: np.ndarray, rho: float) -> Split:
                  typical=np.sort(order[num_atypical:]))
 
 
-AE_LOSSES = ("bce", "mse")
-
-
 def reconstruction_loss(autoencoder: AutoEncoder, params, batch: jax.Array,
                         loss: str = "bce") -> jax.Array:
     """Returns the mean per-pixel loss of reconstructing `batch` `[B, H, W, C]` in [0, 1].
@@ -59,7 +56,7 @@ def reconstruction_loss(autoencoder: AutoEncoder, params, batch: jax.Array,
         return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch))
     if loss == "mse":
         return jnp.mean(jnp.square(autoencoder.apply({"params": params}, batch) - batch))
-    raise ValueError(f"unknown autoencoder loss {loss!r}; choose one of {AE_LOSSES}")
+    raise ValueError(f"unknown autoencoder loss {loss!r}; choose 'bce' or 'mse'")
 
 
 def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
