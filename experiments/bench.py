@@ -26,7 +26,7 @@ from ml_collections import config_flags
 
 from experiments import cli
 from ics_jax import config as config_lib
-from ics_jax import loops, models, outputs, pipeline, seeds, split, train
+from ics_jax import loops, models, outputs, pipeline, placement, seeds, split, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Benchmark config file.",
                                           lock_config=True)
@@ -110,14 +110,12 @@ def make_bench(config: ml_collections.ConfigDict, parts: split.Split,
     return Bench(config, net, tx, step, data, loop_form, chunk_size)
 
 
-def _flops_per_step(b: Bench, compiled, args: tuple) -> float | None:
-    """Returns XLA's FLOP count per step. XLA counts a `while` body (scan) or one `switch`
-    branch once, so other forms than `unrolled` are counted on one unrolled cycle."""
-    steps = b.chunk_size
-    if b.loop_form != "unrolled":
-        compiled, steps = b.chunk("unrolled", CYCLE).lower(*args).compile(), CYCLE
+def _flops_per_step(b: Bench, args: tuple) -> float | None:
+    """Returns XLA's FLOP count per step, of the program compiled for one device. XLA counts a
+    `while` body (scan) or one `switch` branch once, so it counts one unrolled cycle."""
+    compiled = b.chunk("unrolled", CYCLE).lower(*args).compile()
     flops = (compiled.cost_analysis() or {}).get("flops")
-    return flops / steps if flops else None
+    return flops / CYCLE if flops else None
 
 
 def _peak_memory(compiled) -> tuple[int | None, str]:
@@ -141,14 +139,25 @@ def _images(first_step: int, num_steps: int, batch_size: int) -> int:
 
 
 def bench_step(b: Bench, peak_gflops: float) -> dict:
-    """Returns the one-seed training step's rates, compile time, memory and host overhead."""
+    """Returns the one-seed training step's rates, compile time, memory and host overhead, on
+    the devices a one-seed run uses (`placement.seed_meshes(1)`: all local ones)."""
     states, keys = b.states(1)
     state, consts = seeds.unstack(states, 1)[0], (b.data, keys[0])
+    flops = _flops_per_step(b, (state, jnp.int32(0), *consts))  # of the whole, unsplit step
+    mesh = placement.seed_meshes(1)[0]
+    with jax.set_mesh(mesh):
+        return _time_step(b, placement.place((state, *consts), mesh), flops, peak_gflops)
+
+
+def _time_step(b: Bench, placed: tuple, flops: float | None, peak_gflops: float) -> dict:
+    """Returns `bench_step`'s results for `placed = (state, data, key)`, under the caller's
+    mesh; `flops` is per step."""
+    state, consts = placed[0], placed[1:]
     args = (state, jnp.int32(0), *consts)
     start = time.perf_counter()
     compiled = b.chunk(b.loop_form, b.chunk_size).lower(*args).compile()
     compile_s = time.perf_counter() - start
-    flops, (memory, memory_source) = _flops_per_step(b, compiled, args), _peak_memory(compiled)
+    memory, memory_source = _peak_memory(compiled)
     state, _ = jax.block_until_ready(compiled(*args))  # the first run, untimed
     n, per_call = b.config.timed_chunks, b.per_call
     isolated = 0.0
@@ -190,12 +199,22 @@ def _seed_row(b: Bench, num_seeds: int, strategy: str) -> dict:
 def bench_seeds(b: Bench) -> list[dict]:
     """Returns a row per seed count and strategy of `seeds.STRATEGIES` plus `auto` (the rate of
     the strategy `seeds.choose_strategy` picks, named in `chosen`); `ratio_to_sequential` is
-    seed-steps/s over one `loop` seed's steps/s."""
+    seed-steps/s over one `loop` seed's steps/s. A strategy that `seeds.candidate_strategies`
+    does not offer on this backend is timed only up to `other_strategies_up_to` seeds."""
     base = _seed_row(b, 1, "loop")
+    offered, up_to = seeds.candidate_strategies(), b.config.other_strategies_up_to
     rows = []
     for num_seeds in b.config.num_seeds_list:
-        measured = {s: base if (num_seeds, s) == (1, "loop") else _seed_row(b, num_seeds, s)
-                    for s in seeds.STRATEGIES}
+        measured = {}
+        for s in seeds.STRATEGIES:
+            if (num_seeds, s) == (1, "loop"):
+                measured[s] = base
+            elif s in offered or num_seeds <= up_to:
+                measured[s] = _seed_row(b, num_seeds, s)
+            else:
+                measured[s] = {"num_seeds": num_seeds, "strategy": s, "skipped":
+                               f"not offered on {jax.default_backend()}; timed up to "
+                               f"{up_to} seeds"}
         states, keys = b.states(num_seeds)
         chosen, _ = seeds.choose_strategy(b.step, states, b.data, keys, loop_form=b.loop_form,
                                           chunk_size=b.chunk_size, cycle=CYCLE)
@@ -221,7 +240,8 @@ def table(results: dict, b: Bench) -> str:
              f"| images/s | {s['images_per_s']:.0f} |",
              f"| GFLOP/s | {_fmt(s['gflops'], '.1f')} |",
              f"| fraction of matmul peak | {_fmt(s['fraction_of_peak'], '.1%')} |",
-             f"| peak memory (MiB, {s['peak_memory_source']}) | {_fmt(memory, '.1f')} |",
+             f"| peak memory per device (MiB, {s['peak_memory_source']}) | "
+             f"{_fmt(memory, '.1f')} |",
              f"| host overhead | {s['host_overhead_fraction']:.1%} |", "",
              "| seeds | strategy | seed-steps/s | x sequential |", "| --- | --- | --- | --- |"]
     for r in results["seeds"]:
@@ -242,7 +262,7 @@ def _check(config: ml_collections.ConfigDict) -> None:
     if not config.num_seeds_list or min(config.num_seeds_list) < 1:
         raise config_lib.ConfigError(f"num_seeds_list={config.num_seeds_list} must list seed "
                                      "counts of at least 1")
-    for key in ("timed_chunks", "matmul_size", "bench_images"):
+    for key in ("timed_chunks", "matmul_size", "bench_images", "other_strategies_up_to"):
         if not config[key] > 0:
             raise config_lib.ConfigError(f"{key}={config[key]!r} must be positive")
 

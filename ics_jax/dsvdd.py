@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ics_jax.models import max_pool_2x2
 from ics_jax.split import batched_apply
 
 
@@ -54,7 +55,7 @@ class LeNetEncoder(nn.Module):
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         for features in self.conv_features:
             x = nn.Conv(features, (5, 5), padding=2, use_bias=False, kernel_init=_kernel_init)(x)
-            x = nn.max_pool(_activation(_norm(x, train)), (2, 2), (2, 2))
+            x = max_pool_2x2(_activation(_norm(x, train)))
         x = x.reshape(x.shape[0], -1)
         return nn.Dense(self.rep_dim, use_bias=False, kernel_init=_kernel_init)(x)
 

@@ -15,6 +15,20 @@ def _activation(x: jax.Array, negative_slope: float) -> jax.Array:
     return nn.leaky_relu(x, negative_slope) if negative_slope else nn.relu(x)
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """Returns the 2x2, stride-2 max pool of `x [B, H, W, C]` as `[B, H//2, W//2, C]` (an odd
+    last row or column is dropped, as `nn.max_pool` with VALID padding does).
+
+    A reshape and a max rather than `nn.max_pool`: XLA's CPU backend runs the latter's gradient
+    (select-and-scatter) 7-10x slower than this one's (elementwise compare and select), about a
+    quarter of a training step's time. On ties the gradient is shared where `nn.max_pool` gives it
+    to the first maximum; after a ReLU a tie is a zero, whose gradient is zero either way.
+    """
+    b, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2]
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 def _pad_to_multiple(x: jax.Array, multiple: int) -> jax.Array:
     """Zero-pads H and W symmetrically up to a multiple (28 -> 32 for multiple 8)."""
     h, w = x.shape[1:3]
@@ -42,11 +56,11 @@ class AlexNet(nn.Module):
             nn.BatchNorm(use_running_average=not train, momentum=0.99)(y) if self.batch_norm else y
         )
         c1, c2, c3, c4, c5 = self.conv_features
-        x = nn.max_pool(act(norm(nn.Conv(c1, (5, 5))(x))), (2, 2), (2, 2))
-        x = nn.max_pool(act(norm(nn.Conv(c2, (5, 5))(x))), (2, 2), (2, 2))
+        x = max_pool_2x2(act(norm(nn.Conv(c1, (5, 5))(x))))
+        x = max_pool_2x2(act(norm(nn.Conv(c2, (5, 5))(x))))
         x = act(norm(nn.Conv(c3, (3, 3))(x)))
         x = act(norm(nn.Conv(c4, (3, 3))(x)))
-        x = nn.max_pool(act(norm(nn.Conv(c5, (3, 3))(x))), (2, 2), (2, 2))
+        x = max_pool_2x2(act(norm(nn.Conv(c5, (3, 3))(x))))
         x = x.reshape(x.shape[0], -1)
         x = nn.Dropout(self.dropout, deterministic=not train)(act(nn.Dense(self.dense_features)(x)))
         return act(nn.Dense(self.latent_dim)(x))
@@ -146,11 +160,11 @@ class AutoEncoder(nn.Module):
         act = lambda v: _activation(v, self.negative_slope)  # noqa: E731
         y = _pad_to_multiple(x, 8)
         c1, c2, c3, c4, c5 = self.conv_features
-        y = nn.max_pool(act(nn.Conv(c1, (5, 5))(y)), (2, 2), (2, 2))
-        y = nn.max_pool(act(nn.Conv(c2, (5, 5))(y)), (2, 2), (2, 2))
+        y = max_pool_2x2(act(nn.Conv(c1, (5, 5))(y)))
+        y = max_pool_2x2(act(nn.Conv(c2, (5, 5))(y)))
         y = act(nn.Conv(c3, (3, 3))(y))
         y = act(nn.Conv(c4, (3, 3))(y))
-        y = nn.max_pool(act(nn.Conv(c5, (3, 3))(y)), (2, 2), (2, 2))
+        y = max_pool_2x2(act(nn.Conv(c5, (3, 3))(y)))
         grid = y.shape[1:3] if self.global_bottleneck else (1, 1)  # [H/8, W/8] or 1x1
         # A linear code: a ReLU here can switch every code unit off for good, and the decoder
         # then returns one constant image whatever the input (seen on MNIST digits 2-9).

@@ -5,10 +5,11 @@
   `jax.jit` program; inside it `jax.shard_map` gives each device the `vmap` of its own seeds. A
   seed count that does not divide the device count is padded with copies of seed 0, dropped
   again before anything is reported or returned.
-- `loop`: the single-seed program called once per seed, seed i on local device i mod D, so
-  several devices run seeds at once; the CPU default, since XLA's CPU backend runs vmapped
-  convolutions (batched weights become grouped convolutions) at 0.15-0.4x the throughput of a
-  loop over the same step.
+- `loop`: the single-seed program called once per seed, each seed on its own group of local
+  devices (`placement.seed_meshes`), so several devices run seeds at once, and one seed splits
+  its batch over them all; the CPU default, since XLA's CPU backend runs vmapped convolutions
+  (batched weights become grouped convolutions) at 0.15-0.4x the throughput of a loop over
+  the same step.
 
 All run the same per-seed computation, so seed i agrees with a single run of seed i.
 """
@@ -23,7 +24,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ics_jax import distributed, loops
+from ics_jax import distributed, loops, placement
 
 STRATEGIES = ("loop", "vmap", "sharded")
 
@@ -148,24 +149,26 @@ def run_seeds(step: Callable, states, data, seed_keys: jax.Array, first_step: in
     chunk = loops.make_chunk(lambda s, t, phase, data, key: step(s, data, key, t, phase),
                              loop_form, chunk_size, cycle)
     per_call = loops.steps_per_call(loop_form, chunk_size)
-    # Seed i lives on local device i mod D: dispatch is asynchronous, so the devices (forced
-    # host devices on a CPU too) run their seeds at the same time.
-    devices = jax.local_devices()
-    home = [devices[i % len(devices)] for i in range(num_seeds)]
-    per_seed = jax.device_put(unstack(states, num_seeds), home)
-    keys = jax.device_put(unstack(seed_keys, num_seeds), home)
-    data_on = {d: jax.device_put(data, d) for d in set(home)}
+    # Each seed lives on its own group of local devices (`placement.seed_meshes`: one seed
+    # splits its batch over all of them, more seeds than devices share them round-robin).
+    # Dispatch is asynchronous, so the groups (forced host devices on a CPU too) run at once.
+    meshes = placement.seed_meshes(num_seeds)
+    per_seed = list(map(placement.place, unstack(states, num_seeds), meshes))
+    keys = list(map(placement.place, unstack(seed_keys, num_seeds), meshes))
+    data_on = {m: placement.place(data, m) for m in set(meshes)}
+    home = jax.local_devices()[0]
     for start in range(first_step, first_step + num_steps, report_every):
         size = min(report_every, first_step + num_steps - start)
         metrics = []
-        for i in range(num_seeds):
-            per_seed[i], m = loops.advance(chunk, per_seed[i], start, size, per_call,
-                                           (data_on[home[i]], keys[i]))
+        for i, mesh in enumerate(meshes):
+            with jax.set_mesh(mesh):
+                per_seed[i], m = loops.advance(chunk, per_seed[i], start, size, per_call,
+                                               (data_on[mesh], keys[i]))
             metrics.append(m)
         if on_report is not None:
-            on_report(start + size, _gather(per_seed, devices[0]),
-                      jnp.stack(jax.device_put(metrics, devices[0]), axis=1))
-    return _gather(per_seed, devices[0])
+            on_report(start + size, _gather(per_seed, home),
+                      jnp.stack(jax.device_put(metrics, home), axis=1))
+    return _gather(per_seed, home)
 
 
 def _gather(per_seed: list, device) -> object:

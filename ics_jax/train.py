@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ics_jax import losses
+from ics_jax import losses, placement
 
 PHASES = ("closeness", "intra_class", "dispersion")
 NORMAL_ONLY = "normal_only"
@@ -74,6 +74,7 @@ def make_train_step(net: nn.Module, tx: optax.GradientTransformation, *, batch_s
     `phase` (which must equal `t % len(phases)`) traces that phase alone.
     """
     def forward(params, batch_stats, images, key):
+        images = placement.split_batch(images)  # over the seed's devices, if it has several
         variables = {"params": params}
         if jax.tree.leaves(batch_stats):  # a static property of the state's structure
             variables["batch_stats"] = batch_stats

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from ics_jax import checkpoint, evaluate, loops, losses, models, seeds, train
+from ics_jax import checkpoint, evaluate, loops, losses, models, placement, seeds, train
 from ics_jax import split as split_lib
 
 BATCH = 8
@@ -100,6 +100,17 @@ def test_alexnet_parameter_count_matches_its_layer_table():
     expected += flat * 256 + 256 + 256 * 128 + 128 + 2 * (128 + 1)  # dense, latent, two heads
     assert count == expected
 
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_max_pool_2x2_and_its_gradient_equal_flax_max_pool(size):
+    x = jax.random.normal(jax.random.key(0), (2, size, size, 3))  # no ties
+    ours = lambda v: models.max_pool_2x2(v)  # noqa: E731
+    flax_pool = lambda v: models.nn.max_pool(v, (2, 2), (2, 2))  # noqa: E731
+    np.testing.assert_array_equal(ours(x), flax_pool(x))
+    weights = jax.random.normal(jax.random.key(1), ours(x).shape)
+    grad = lambda pool: jax.grad(lambda v: jnp.sum(pool(v) * weights))(x)  # noqa: E731
+    np.testing.assert_array_equal(grad(ours), grad(flax_pool))
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_autoencoder_reconstructs_the_input_shape_in_unit_range(shape):
@@ -212,6 +223,32 @@ def test_every_strategy_equals_single_runs_with_a_seed_count_that_needs_padding(
             chex.assert_trees_all_close(seeds.unstack(stacked, 3)[i].params,
                                         seeds.unstack(single, 1)[0].params,
                                         rtol=1e-4, atol=1e-5, custom_message=strategy)
+
+
+def test_seed_meshes_give_each_seed_its_own_devices_and_share_them_beyond_the_count():
+    d = jax.local_devices()
+    assert len(d) == 8
+    (one,) = placement.seed_meshes(1)
+    assert one.devices.tolist() == d
+    assert [m.devices.tolist() for m in placement.seed_meshes(3)] == [d[0:2], d[2:4], d[4:6]]
+    ten = placement.seed_meshes(10)
+    assert [m.devices.tolist() for m in ten] == [[d[i % 8]] for i in range(10)]
+    assert ten[0] is ten[8]  # the same devices, the same mesh: one compiled program
+
+
+def test_a_step_on_a_device_group_splits_its_batch_and_equals_the_one_device_step():
+    _, _, state, step = _setup(tx=optax.sgd(0.05))
+    data, key = _toy_data(), jax.random.key(4)
+    fn = jax.jit(lambda s, d, k: step(s, d, k, 0, 0))  # closeness: 2 x BATCH images
+    plain, _ = fn(state, data, key)
+    mesh = placement.seed_meshes(2)[0]
+    assert mesh.size == 4
+    with jax.set_mesh(mesh):
+        args = placement.place((state, data, key), mesh)
+        hlo = fn.lower(*args).compile().as_text()
+        split, _ = fn(*args)
+    assert "all-reduce" in hlo  # each device's share of the gradient, summed
+    chex.assert_trees_all_close(split.params, plain.params, rtol=1e-4, atol=1e-6)
 
 
 def test_candidate_strategies_never_let_processes_disagree_nor_vmap_convs_on_a_cpu():

@@ -13,6 +13,8 @@ def get_config(arg: str | None = None):
     config.num_seeds_list = (1, 2, 4, 8)  # seed counts of the seeds table
     config.timed_chunks = 5  # compiled calls timed per measurement, after one to compile
     config.matmul_size = 2048  # n of the n x n f32 matmul that measures the peak
+    # vmap/sharded on a CPU (not offered there, 0.15x at 8 seeds) timed up to this many seeds
+    config.other_strategies_up_to = 2
     config.bench_images = 6000  # synthetic 28x28x1 images: the SSIM split and the training pool
     if arg == "quick":
         config.update(num_seeds_list=(1, 2), timed_chunks=2, matmul_size=256, bench_images=200,
