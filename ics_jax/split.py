@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ics_jax import loops
+from ics_jax import loops, placement
 from ics_jax.models import AutoEncoder
 
 
@@ -62,8 +62,8 @@ def reconstruction_loss(autoencoder: AutoEncoder, params, batch: jax.Array,
 def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
                       learning_rate: float, loop_form: str = "python", chunk_size: int = 50,
                       autoencoder: AutoEncoder | None = None, loss: str = "bce"):
-    """Trains the autoencoder on `images` `[N, H, W, C]` to minimise `reconstruction_loss`;
-    returns `(module, params)`."""
+    """Trains the autoencoder on `images` `[N, H, W, C]` to minimise `reconstruction_loss`,
+    each batch split over the local devices; returns `(module, params)`, params on device 0."""
     autoencoder = autoencoder or AutoEncoder()
     params = autoencoder.init(key, jnp.asarray(images[:1]))["params"]
     tx = optax.adam(learning_rate)
@@ -72,16 +72,21 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
         del phase  # one phase only
         params, opt_state = carry
         batch_key = jax.random.fold_in(key, step_index)
-        batch = data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])]
+        batch = placement.split_batch(
+            data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])])
         value, grads = jax.value_and_grad(
             lambda p: reconstruction_loss(autoencoder, p, batch, loss))(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), value
 
-    carry, _ = loops.run(step, (params, tx.init(params)), 0, num_steps, loop_form=loop_form,
-                         chunk_size=chunk_size, report_every=num_steps,
-                         consts=(jnp.asarray(images),))
-    return autoencoder, carry[0]
+    mesh = placement.seed_meshes(1)[0]  # the batch split over every local device
+    with jax.set_mesh(mesh):
+        carry, _ = loops.run(step, placement.place((params, tx.init(params)), mesh), 0,
+                             num_steps, loop_form=loop_form, chunk_size=chunk_size,
+                             report_every=num_steps,
+                             consts=(placement.place(jnp.asarray(images), mesh),))
+    # On one device again: scoring with parameters on every device would run on all of them.
+    return autoencoder, jax.device_put(carry[0], jax.local_devices()[0])
 
 
 def batched_apply(fn, images: np.ndarray, batch_size: int = 500) -> np.ndarray:

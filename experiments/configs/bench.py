@@ -11,7 +11,7 @@ from ics_jax.config import default_config
 def get_config(arg: str | None = None):
     config = default_config()
     config.num_seeds_list = (1, 2, 4, 8)  # seed counts of the seeds table
-    config.timed_chunks = 5  # compiled calls timed per measurement, after one to compile
+    config.timed_chunks = 10  # compiled calls timed per measurement, after one to compile
     config.matmul_size = 2048  # n of the n x n f32 matmul that measures the peak
     # vmap/sharded on a CPU (not offered there, 0.15x at 8 seeds) timed up to this many seeds
     config.other_strategies_up_to = 2
