@@ -11,7 +11,7 @@ CHOICES = {
                "imagenet_ocsvm"),
     "backbone": ("alexnet", "icsnet"),
     "distance": ("difference", "absolute", "squared"),
-    "strategy": ("auto", "loop", "vmap", "sharded"),
+    "strategy": ("auto", "loop", "sequential", "vmap", "sharded"),
     "loop_form": ("auto", "python", "unrolled", "scan"),
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
@@ -76,7 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.vgg19_weights = ml_collections.FieldReference(None, field_type=str)  # .npz, see ics_jax/vgg
     c.vgg_image_size = 32  # VGG19 input side; images are resized to it
     # Execution.
-    c.strategy = "auto"  # seeds: 'loop', 'vmap', 'sharded' or 'auto' (measured; ics_jax/seeds.py)
+    c.strategy = "auto"  # seeds: loop, sequential, vmap, sharded or auto (ics_jax/seeds.py)
     c.loop_form = "auto"  # 'python', 'unrolled', 'scan' or 'auto' (by backend)
     # Multi-host (ics_jax/distributed.py): unset = one process, or what the cluster's environment
     # says (cloud TPU, SLURM); set all three to name the coordinator and this process.

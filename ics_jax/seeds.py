@@ -1,4 +1,4 @@
-"""Many seeds at once: a state with a leading seed axis, advanced in one of three ways.
+"""Many seeds at once: a state with a leading seed axis, advanced in one of four ways.
 
 - `vmap`: one program for all seeds (`jax.vmap` of the step); the one-accelerator default.
 - `sharded`: the seed axis placed over a 1-D device mesh `("seeds",)` with `NamedSharding`, one
@@ -10,6 +10,8 @@
   its batch over them all; the CPU default, since XLA's CPU backend runs vmapped convolutions
   (batched weights become grouped convolutions) at 0.15-0.4x the throughput of a loop over
   the same step.
+- `sequential`: the same loop, every seed on all local devices, its batch split over them: S
+  sequential runs in one process, the yardstick `auto` never falls below.
 
 All run the same per-seed computation, so seed i agrees with a single run of seed i.
 """
@@ -26,22 +28,23 @@ from jax.sharding import PartitionSpec as P
 
 from ics_jax import distributed, loops, placement
 
-STRATEGIES = ("loop", "vmap", "sharded")
+STRATEGIES = ("loop", "sequential", "vmap", "sharded")
 
 
 def candidate_strategies(backend: str | None = None, num_devices: int | None = None,
                          num_processes: int | None = None) -> tuple[str, ...]:
     """Returns the strategies worth measuring (defaults: this JAX's backend, device and process
     counts). Several processes: `sharded` only, so that no two can choose differently. A CPU:
-    `loop` only (it spreads seeds over the host devices; vmapped convolutions measured at 0.15x
-    a loop there). An accelerator: `vmap` or `sharded` against `loop`."""
+    `loop`, and with several host devices `sequential` too (vmapped convolutions measured at
+    0.15x a loop there). An accelerator: `vmap` or `sharded` against `loop` (and `sequential`).
+    `sequential` is S sequential runs, so `auto` never chooses anything measured slower."""
     backend = backend or jax.default_backend()
     num_devices = num_devices or jax.device_count()
     if (num_processes or jax.process_count()) > 1:
         return ("sharded",)
-    if backend == "cpu":
-        return ("loop",)
-    return ("sharded", "loop") if num_devices > 1 else ("vmap", "loop")
+    if num_devices == 1:
+        return ("loop",) if backend == "cpu" else ("vmap", "loop")
+    return ("loop", "sequential") if backend == "cpu" else ("sharded", "loop", "sequential")
 
 
 def measure(step: Callable, states, data, seed_keys: jax.Array, *, strategy: str,
@@ -66,6 +69,8 @@ def choose_strategy(step: Callable, states, data, seed_keys: jax.Array, *, loop_
     """Returns the fastest of `candidate_strategies()` for this step and seed count, and the
     measured seed-steps/s of each (empty when there is only one candidate)."""
     candidates = candidate_strategies()
+    if seed_keys.shape[0] == 1:  # one seed: `sequential` is `loop`
+        candidates = tuple(c for c in candidates if c != "sequential")
     if len(candidates) == 1:
         return candidates[0], {}
     rates = {s: measure(step, states, data, seed_keys, strategy=s, loop_form=loop_form,
@@ -144,15 +149,17 @@ def run_seeds(step: Callable, states, data, seed_keys: jax.Array, first_step: in
                               chunk_size=chunk_size, report_every=report_every, cycle=cycle,
                               consts=(data, key_data), on_report=report if on_report else None)
         return take(states, num_seeds)
-    if strategy != "loop":
+    if strategy not in ("loop", "sequential"):
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
     chunk = loops.make_chunk(lambda s, t, phase, data, key: step(s, data, key, t, phase),
                              loop_form, chunk_size, cycle)
     per_call = loops.steps_per_call(loop_form, chunk_size)
-    # Each seed lives on its own group of local devices (`placement.seed_meshes`: one seed
-    # splits its batch over all of them, more seeds than devices share them round-robin).
-    # Dispatch is asynchronous, so the groups (forced host devices on a CPU too) run at once.
-    meshes = placement.seed_meshes(num_seeds)
+    # `loop`: each seed on its own group of local devices (`placement.seed_meshes`: one seed
+    # splits its batch over all of them, more seeds than devices share them round-robin);
+    # dispatch is asynchronous, so the groups (forced host devices on a CPU too) run at once.
+    # `sequential`: every seed on all local devices, one after another.
+    meshes = (placement.seed_meshes(num_seeds) if strategy == "loop"
+              else placement.seed_meshes(1) * num_seeds)
     per_seed = list(map(placement.place, unstack(states, num_seeds), meshes))
     keys = list(map(placement.place, unstack(seed_keys, num_seeds), meshes))
     data_on = {m: placement.place(data, m) for m in set(meshes)}

@@ -267,10 +267,11 @@ def test_a_step_on_a_device_group_splits_its_batch_and_equals_the_one_device_ste
 
 def test_candidate_strategies_never_let_processes_disagree_nor_vmap_convs_on_a_cpu():
     assert seeds.candidate_strategies("gpu", 1, 1) == ("vmap", "loop")
-    assert seeds.candidate_strategies("tpu", 8, 1) == ("sharded", "loop")
+    assert seeds.candidate_strategies("tpu", 8, 1) == ("sharded", "loop", "sequential")
     assert seeds.candidate_strategies("tpu", 8, 2) == ("sharded",)
     assert seeds.candidate_strategies("cpu", 8, 2) == ("sharded",)
-    assert seeds.candidate_strategies("cpu", 8, 1) == ("loop",)
+    assert seeds.candidate_strategies("cpu", 8, 1) == ("loop", "sequential")
+    assert seeds.candidate_strategies("cpu", 1, 1) == ("loop",)
 
 
 def test_auto_measures_each_candidate_and_leaves_the_states_untouched(monkeypatch):
