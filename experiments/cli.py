@@ -46,8 +46,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def with_host_devices(xla_flags: str, num_cores: int | None = None) -> str:
     """Returns `xla_flags` asking for one CPU device per core (at most 8) unless it already
-    names a count. Seeds then run side by side on the host devices (`loop` strategy): 8 seeds
-    at about 1.3x a single device's rate on 2 cores; an accelerator backend is unaffected."""
+    names a count. One seed then splits its batch over the host devices (1.37x one device's
+    steps/s on 2 cores), several run side by side (`ics_jax/placement.py`, `seeds.py`); an
+    accelerator backend is unaffected."""
     if "xla_force_host_platform_device_count" in xla_flags:
         return xla_flags
     num_cores = num_cores or len(os.sched_getaffinity(0))
