@@ -101,7 +101,6 @@ def test_alexnet_parameter_count_matches_its_layer_table():
     assert count == expected
 
 
-
 @pytest.mark.parametrize("size", [7, 8])
 def test_max_pool_2x2_and_its_gradient_equal_flax_max_pool(size):
     x = jax.random.normal(jax.random.key(0), (2, size, size, 3))  # no ties
@@ -111,6 +110,7 @@ def test_max_pool_2x2_and_its_gradient_equal_flax_max_pool(size):
     weights = jax.random.normal(jax.random.key(1), ours(x).shape)
     grad = lambda pool: jax.grad(lambda v: jnp.sum(pool(v) * weights))(x)  # noqa: E731
     np.testing.assert_array_equal(grad(ours), grad(flax_pool))
+
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
 def test_autoencoder_reconstructs_the_input_shape_in_unit_range(shape):
