@@ -5,7 +5,9 @@ r"""Throughput of the SSIM split, the ICS training step and many seeds at once.
 On synthetic 28x28x1 images (no dataset files), with the model, batch and autoencoder of the
 config: an f32 matmul peak; the SSIM split; the training step in the backend's loop form
 (compile time, steps and images per second, achieved FLOP/s from XLA's cost analysis, memory,
-host overhead); seed-steps per second of every seed strategy. Prints a markdown table and writes
+host overhead: the share of a profiler trace of back-to-back chunks in which no program runs,
+`experiments.busy`); seed-steps per second of every seed strategy, each against one seed's rate
+timed beside it. Prints a markdown table and writes
 `bench.json` (and `config.json`) in the workdir. XLA's persistent compilation cache starts empty,
 so every compile time is a real compile. `--config bench.py:quick` is a smoke run.
 """
@@ -24,7 +26,7 @@ import optax
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import cli
+from experiments import busy, cli
 from ics_jax import config as config_lib
 from ics_jax import loops, models, outputs, pipeline, placement, seeds, split, train
 
@@ -166,10 +168,11 @@ def _time_step(b: Bench, placed: tuple, flops: float | None, peak_gflops: float)
         start = time.perf_counter()
         state, _ = jax.block_until_ready(compiled(state, t, *consts))
         times.append(time.perf_counter() - start)
-    start = time.perf_counter()  # the same number of chunks as training runs them
-    jax.block_until_ready(loops.advance(compiled, state, (n + 1) * per_call, n * per_call,
-                                        per_call, consts))
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="ics-jax-bench-trace-") as trace_dir:
+        with busy.traced_window(trace_dir):  # the same number of chunks as training runs them
+            jax.block_until_ready(loops.advance(compiled, state, (n + 1) * per_call,
+                                                n * per_call, per_call, consts))
+        busy_fraction = busy.busy_fraction(trace_dir)
     # Rates from the median chunk: a neighbour's burst on a shared machine slows a few chunks.
     chunk_s = float(np.median(times))
     steps_per_s = per_call / chunk_s
@@ -179,7 +182,7 @@ def _time_step(b: Bench, placed: tuple, flops: float | None, peak_gflops: float)
             "gflops": gflops,
             "fraction_of_peak": None if gflops is None else gflops / peak_gflops,
             "peak_memory_bytes": memory, "peak_memory_source": memory_source,
-            "host_overhead_fraction": max(0.0, 1.0 - sum(times) / wall)}
+            "host_overhead_fraction": None if busy_fraction is None else 1.0 - busy_fraction}
 
 
 def _seed_row(b: Bench, num_seeds: int, strategy: str) -> dict:
@@ -200,17 +203,20 @@ def _seed_row(b: Bench, num_seeds: int, strategy: str) -> dict:
 
 def bench_seeds(b: Bench) -> list[dict]:
     """Returns a row per seed count and strategy of `seeds.STRATEGIES` plus `auto` (the rate of
-    the strategy `seeds.choose_strategy` picks, named in `chosen`); `ratio_to_sequential` is
-    seed-steps/s over one `loop` seed's steps/s. A strategy that `seeds.candidate_strategies`
-    does not offer on this backend is timed only up to `other_strategies_up_to` seeds."""
-    base = _seed_row(b, 1, "loop")
+    the strategy `seeds.choose_strategy` picks, named in `chosen`). A strategy that
+    `seeds.candidate_strategies` does not offer on this backend is timed only up to
+    `other_strategies_up_to` seeds. `ratio_to_sequential` divides by
+    `sequential_seed_steps_per_s`: one `loop` seed's steps/s, the mean of a timing just before
+    and one just after the seed count's rows, so that a shared machine's drift over the run
+    does not enter the ratio."""
     offered, up_to = seeds.candidate_strategies(), b.config.other_strategies_up_to
+    before = _seed_row(b, 1, "loop")
     rows = []
     for num_seeds in b.config.num_seeds_list:
         measured = {}
         for s in seeds.STRATEGIES:
             if (num_seeds, s) == (1, "loop"):
-                measured[s] = base
+                measured[s] = before
             elif s in offered or num_seeds <= up_to:
                 measured[s] = _seed_row(b, num_seeds, s)
             else:
@@ -220,9 +226,20 @@ def bench_seeds(b: Bench) -> list[dict]:
         states, keys = b.states(num_seeds)
         chosen, _ = seeds.choose_strategy(b.step, states, b.data, keys, loop_form=b.loop_form,
                                           chunk_size=b.chunk_size, cycle=CYCLE)
-        rows += [*measured.values(), {**measured[chosen], "strategy": "auto", "chosen": chosen}]
-    return [{**row, "ratio_to_sequential": row["seed_steps_per_s"] / base["seed_steps_per_s"]}
-            if "seed_steps_per_s" in row else row for row in rows]
+        after = _seed_row(b, 1, "loop")
+        sequential = (before["seed_steps_per_s"] + after["seed_steps_per_s"]) / 2
+        rows += [_with_ratio(row, sequential) for row in
+                 (*measured.values(), {**measured[chosen], "strategy": "auto", "chosen": chosen})]
+        before = after
+    return rows
+
+
+def _with_ratio(row: dict, sequential: float) -> dict:
+    """Returns a timed `row` with its ratio to `sequential` seed-steps/s; a skipped one as is."""
+    if "seed_steps_per_s" not in row:
+        return row
+    return {**row, "sequential_seed_steps_per_s": sequential,
+            "ratio_to_sequential": row["seed_steps_per_s"] / sequential}
 
 
 def _fmt(value, spec: str) -> str:
@@ -244,7 +261,8 @@ def table(results: dict, b: Bench) -> str:
              f"| fraction of matmul peak | {_fmt(s['fraction_of_peak'], '.1%')} |",
              f"| peak memory per device (MiB, {s['peak_memory_source']}) | "
              f"{_fmt(memory, '.1f')} |",
-             f"| host overhead | {s['host_overhead_fraction']:.1%} |", "",
+             f"| host overhead (no program running) | "
+             f"{_fmt(s['host_overhead_fraction'], '.1%')} |", "",
              "| seeds | strategy | seed-steps/s | x sequential |", "| --- | --- | --- | --- |"]
     for r in results["seeds"]:
         name = f"auto ({r['chosen']})" if r["strategy"] == "auto" else r["strategy"]

@@ -61,6 +61,7 @@ def test_step_rates_are_sane(bench_run):
     assert step["fraction_of_peak"] > 0
     assert step["peak_memory_bytes"] > 0
     assert step["peak_memory_source"] in ("memory_analysis", "memory_stats")
+    assert step["host_overhead_fraction"] is not None  # the profiler trace was read
     assert 0 <= step["host_overhead_fraction"] < 1
 
 
@@ -73,7 +74,13 @@ def test_seeds_rows_cover_every_strategy_and_skip_the_ones_not_offered(bench_run
             assert "not offered on cpu" in row["skipped"], row
             continue
         assert "skipped" not in row, row
-        assert row["seed_steps_per_s"] > 0 and row["ratio_to_sequential"] > 0
+        assert row["seed_steps_per_s"] > 0
+        assert row["ratio_to_sequential"] == pytest.approx(
+            row["seed_steps_per_s"] / row["sequential_seed_steps_per_s"])
+    for num_seeds in NUM_SEEDS_LIST:  # one yardstick per seed count, timed beside its rows
+        yardsticks = {r["sequential_seed_steps_per_s"] for (n, _), r in rows.items()
+                      if n == num_seeds and "skipped" not in r}
+        assert len(yardsticks) == 1
     assert 0.5 < rows[1, "loop"]["ratio_to_sequential"] < 2
     for num_seeds in NUM_SEEDS_LIST:
         auto = rows[num_seeds, "auto"]
