@@ -7,11 +7,11 @@
 A program runs where the trace has an XLA execution: on the CPU backend any event of the threads
 that run programs (`tf_XLAPjRtCpuClient*`, which runs or waits for each program, and the
 `tf_XLAEigen*` pool; compiler threads excluded), on an accelerator every event of a `/device:`
-plane (kernels and copies, so gaps between kernels of one
-program count as idle too: an upper bound on host overhead there). The window is the
-`TraceAnnotation` that `traced_window` opens around the caller's block. A neighbour process on a
-shared machine slows executions down but leaves the gaps between them alone, which timing
-chunks with `time.perf_counter` cannot tell apart.
+plane (kernels and copies, so gaps between kernels of one program count as idle too: an upper
+bound on host overhead there). The window is the `TraceAnnotation` that `traced_window` opens
+around the caller's block. A neighbour process on a shared machine slows executions down but
+leaves the gaps between them alone, which timing chunks with `time.perf_counter` cannot tell
+apart.
 """
 
 import contextlib
@@ -47,6 +47,7 @@ def covered_ns(intervals: list[tuple[int, int]], window: tuple[int, int]) -> int
 
 
 def _events(plane):
+    """Yields `(thread, name, start_ns, end_ns)` of every event of a trace plane."""
     for line in plane.lines:
         for event in line.events:
             yield line.name, event.name, event.start_ns, event.start_ns + event.duration_ns
