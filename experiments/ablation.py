@@ -35,6 +35,7 @@ def main(argv):
     del argv
     from ics_jax import data as data_lib
     from ics_jax import outputs, pipeline
+    from ics_jax import split as split_lib
     base, workdir = _CONFIG.value, _WORKDIR.value
     data = data_lib.load_one_class(base.dataset, base.normal_class, data_dir=base.data_dir,
                                    tfds_data_dir=base.tfds_data_dir)
@@ -47,7 +48,7 @@ def main(argv):
         run_dir = os.path.join(workdir, name.replace(" ", "_").replace("|", "").replace("'", ""))
         results = pipeline.run_experiment(config, run_dir, data=data, split=splits.get(split_id))
         if split_id not in splits:
-            splits[split_id] = pipeline.load_split(os.path.join(run_dir, "split.npz"))
+            splits[split_id] = split_lib.load(os.path.join(run_dir, "split.npz"))
         rows.append({"variant": name, "overrides": VARIANTS[name], **results})
         print(f"{name}: AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} "
               f"(train {results['timing']['train']:.0f} s)", flush=True)

@@ -37,45 +37,48 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        raise UsageError(str(e)) from e
+        message = str(e)
+        if "Traceback (most recent call last)" in message:  # a config file's get_config raised
+            last = message.strip().splitlines()[-1]  # "module.SomeError: what went wrong"
+            message = f"in the config file: {last.split(': ', 1)[-1]}"
+        raise UsageError(message) from e
     except (AttributeError, KeyError) as e:  # ml_collections: `--config.KEY` names no key
         key = str(e).strip("\"' ")
         raise UsageError(f"unknown config key {key!r}: no --config.{key} in the config "
                          "(keys: ics_jax/config.py)") from e
 
 
-def with_host_devices(xla_flags: str, num_cores: int | None = None) -> str:
-    """Returns `xla_flags` asking for one CPU device per core (at most 8) unless it already
-    names a count. One seed then splits its batch over the host devices (1.37x one device's
-    steps/s on 2 cores), several run side by side (`ics_jax/placement.py`, `seeds.py`); an
-    accelerator backend is unaffected."""
-    if "xla_force_host_platform_device_count" in xla_flags:
-        return xla_flags
-    num_cores = num_cores or len(os.sched_getaffinity(0))
-    return f"{xla_flags} --xla_force_host_platform_device_count={min(num_cores, 8)}".strip()
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean the user's input was wrong: a bad flag, config or data file, or a
+    path that cannot be read or written."""
+    from ics_jax.config import ConfigError
+    from ics_jax.data import DataError
+    from ics_jax.sweep import SweepError
+
+    return UsageError, ConfigError, DataError, SweepError, OSError
 
 
 def run_app(main: Callable[[list[str]], None]) -> None:
-    """Runs an absl `main`; a user mistake ends with one `error:` line and exit code 2.
-
-    `--debug` anywhere on the command line shows the traceback instead.
-    """
+    """Runs an absl `main`. A mistake in the command line, config or data ends with one
+    `error:` line and exit code 2, a non-finite loss with one line and exit code 1; anything
+    else is a bug and shows its traceback. `--debug` shows the traceback of every error."""
     # XLA's persistent cache: a rerun, a resumed run and every sweep cell after the first reuse
     # compiled programs instead of compiling them again (seconds to a minute each on a CPU).
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                           os.path.join(os.path.expanduser("~"), ".cache", "ics_jax", "xla"))
-    os.environ["XLA_FLAGS"] = with_host_devices(os.environ.get("XLA_FLAGS", ""))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's notices, if TFDS loads it
     argv = resolve_config_path(sys.argv)
     debug = "--debug" in argv
-    # Warnings and errors only: Orbax and TensorFlow log every checkpoint step at INFO level.
-    # A later `--verbosity=0` on the command line brings them back.
+    # Warnings and errors only: Orbax logs every checkpoint step at INFO level. A later
+    # `--verbosity=0` on the command line brings them back.
     argv = argv[:1] + ["--verbosity=-1"] + [a for a in argv[1:] if a != "--debug"]
+    from ics_jax.trainer import NonFiniteError
+
     try:
         app.run(main, argv=argv, flags_parser=_parse_flags)
-    except (ValueError, KeyError, TypeError, OSError, AttributeError, FloatingPointError) as e:
+    except (*_user_errors(), NonFiniteError) as e:
         if debug:
             raise
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
-        # 1: the run itself failed (a non-finite loss); 2: the user's input was wrong.
-        sys.exit(1 if isinstance(e, FloatingPointError) else 2)
+        sys.exit(1 if isinstance(e, NonFiniteError) else 2)

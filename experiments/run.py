@@ -5,7 +5,8 @@ passes `arg` to its `get_config`. `--config.KEY=VALUE` overrides any key. With s
 (`--config.coordinator_address=HOST:PORT --config.num_processes=N --config.process_id=I`, or a
 cluster's environment) every process runs this same command; process 0 prints and writes. A
 mistake in the command line, config or data ends with one line on stderr and exit code 2
-(`--debug` shows the traceback).
+before anything is written (`--debug` shows the traceback). Run again in the same workdir, an
+unfinished run resumes and a finished one prints its result and changes nothing.
 """
 
 import os
@@ -22,39 +23,62 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for this run's outputs.")
 
 
-def _print_progress(report: dict) -> None:
-    it, total, seconds = report["iteration"], report["num_iterations"], report["seconds"]
-    losses = "  ".join(f"{k} {v:.4f}" for k, v in report["losses"].items())
-    rate = it / seconds if seconds > 0 else float("nan")
-    left = (total - it) / rate if rate > 0 else float("nan")
-    print(f"iteration {it}/{total}  {losses}  {rate:.2f} it/s  {left / 60:.1f} min left",
-          flush=True)
+class _Progress:
+    """Prints the split autoencoder's and the classifier's progress lines."""
+
+    def __init__(self):
+        self.last = (0, 0.0)  # (iteration, seconds) of the previous training line
+
+    def __call__(self, event: dict) -> None:
+        if event["stage"] == "split":
+            print(f"split autoencoder: step {event['step']}/{event['num_steps']}  "
+                  f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
+            return
+        it, total, seconds = event["iteration"], event["num_iterations"], event["seconds"]
+        done, before = it - self.last[0], seconds - self.last[1]
+        rate = done / before if before > 0 else float("nan")
+        self.last = (it, seconds)
+        losses = "  ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
+        left = (total - it) / rate / 60 if rate > 0 else float("nan")
+        print(f"iteration {it}/{total}  {losses}  {rate:.2f} it/s  {left:.1f} min left",
+              flush=True)
+
+
+def _summary(results: dict, workdir: str) -> str:
+    aucs = ", ".join(f"{a:.4f}" for a in results["auc"])
+    return (f"AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} (seeds: {aucs}); "
+            f"results in {os.path.join(workdir, 'results.json')}")
 
 
 def main(argv: list[str]) -> None:
     del argv
-    # After flag parsing: a bad flag should not wait on JAX.
-    from ics_jax import baselines, distributed, pipeline
+    from ics_jax import baselines, distributed, pipeline, trainer
+    from ics_jax import config as config_lib
+    from ics_jax import data as data_lib
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
         raise cli.UsageError("give --config NAME.py and --workdir DIR")
     distributed.initialize(config)  # several processes: joins them; else nothing
-    primary = distributed.is_primary()
-    if not primary:  # process 0 speaks for all
+    if not distributed.is_primary():  # process 0 speaks for all
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-    budget = (f"{config.num_seeds} seeds x {config.num_iterations} iterations"
-              if config.method in pipeline.METHOD_PHASES else
+    config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
+    done = pipeline.finished_results(workdir, config)
+    if done is not None:
+        print(f"{workdir} holds this run, finished: {_summary(done, workdir)}; nothing changed",
+              flush=True)
+        return
+    data = data_lib.load_one_class(config.dataset, config.normal_class,
+                                   data_dir=config.data_dir, tfds_data_dir=config.tfds_data_dir)
+    budget = (f"{config.num_seeds} seed(s) x {config.num_iterations} iterations"
+              if config.method in trainer.METHOD_PHASES else
               "one run, no seed" if config.method in baselines.DETERMINISTIC else
-              f"{config.num_seeds} seeds")
+              f"{config.num_seeds} seed(s)")
     print(f"{config.method} on {config.dataset} class {config.normal_class}: {budget} -> "
           f"{workdir}", flush=True)
     t0 = time.time()
-    results = pipeline.run_experiment(config, workdir, progress=_print_progress)
-    aucs = ", ".join(f"{a:.4f}" for a in results["auc"])
-    print(f"AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} (seeds: {aucs}); "
-          f"{time.time() - t0:.0f} s; results in {os.path.join(workdir, 'results.json')}",
-          flush=True)
+    results = pipeline.run_experiment(config, workdir, data=data, progress=_Progress())
+    print(f"{_summary(results, workdir)}; {time.time() - t0:.0f} s", flush=True)
 
 
 def run() -> None:

@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
         print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
         return
     todo = sweep.cells(config)
-    left = [c for c in todo if not sweep.is_finished(workdir, c)]
+    left = [c for c in todo if not sweep.is_finished(workdir, c, config)]
     print(f"{len(todo)} cells, {len(todo) - len(left)} finished -> {workdir}", flush=True)
     t0 = time.time()
 

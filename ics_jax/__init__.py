@@ -1,13 +1,17 @@
 """ics-jax: deep one-class classification by intra-class splitting (Schlachter et al., 2019).
 
 The pieces, one module each: `data` (datasets as arrays), `models` (backbones, heads, the split
-autoencoder), `losses` (equations 2-4), `split` (SSIM split), `train` (the phase-switched step),
-`loops` and `seeds` (how steps and seeds are run), `checkpoint` (Orbax), `evaluate` (AUC),
-`pipeline` (one experiment end to end), `paper` (the paper's Table 1).
+autoencoder), `losses` (equations 2-4), `autoencoder` (training the split autoencoder), `split`
+(the SSIM split), `train` (one ICS iteration), `seeds` (how the seeds run), `trainer` (a config's
+networks trained), `checkpoint` (Orbax), `evaluate` (AUC), `pipeline` (one experiment end to
+end), `estimator` (`ICS`, `DeepSVDD`, `AutoencoderSSIM`: fit, score, save, load), `paper` (the
+paper's Table 1), `xla` (compiler options).
 """
 
 from ics_jax.config import default_config
 from ics_jax.data import DataError, load_one_class
+from ics_jax.estimator import ICS, AutoencoderSSIM, DeepSVDD
 from ics_jax.pipeline import run_experiment
 
-__all__ = ["DataError", "default_config", "load_one_class", "run_experiment"]
+__all__ = ["ICS", "AutoencoderSSIM", "DataError", "DeepSVDD", "default_config",
+           "load_one_class", "run_experiment"]

@@ -29,13 +29,24 @@ def global_contrast_normalize(images: np.ndarray) -> np.ndarray:
     return (x / np.where(scale > 0, scale, 1.0)).reshape(images.shape).astype(np.float32)
 
 
+def contrast_scaling(x_train: np.ndarray) -> tuple[float, float]:
+    """Returns `(low, scale)`: the minimum and range of the contrast-normalised normal training
+    images, the min-max scaling that maps them onto [0, 1]."""
+    train = global_contrast_normalize(x_train)
+    low, high = float(train.min()), float(train.max())
+    return low, (high - low if high > low else 1.0)
+
+
+def scaled_inputs(images: np.ndarray, low: float, scale: float) -> np.ndarray:
+    """Returns `images` contrast-normalised, then min-max scaled by `contrast_scaling`'s."""
+    return (global_contrast_normalize(images) - low) / scale
+
+
 def deep_svdd_inputs(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Returns `(train, test)` images, same shapes: contrast-normalised, then min-max scaled with
     the minimum and maximum of the normalised training (normal) images, so train lies in [0, 1]."""
-    train, test = global_contrast_normalize(x_train), global_contrast_normalize(x_test)
-    low, high = float(train.min()), float(train.max())
-    scale = high - low if high > low else 1.0
-    return (train - low) / scale, (test - low) / scale
+    low, scale = contrast_scaling(x_train)
+    return scaled_inputs(x_train, low, scale), scaled_inputs(x_test, low, scale)
 
 
 def ocsvm_scores(train_features: np.ndarray, test_features: np.ndarray,

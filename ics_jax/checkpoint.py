@@ -52,3 +52,59 @@ def restore_latest(mngr: ocp.CheckpointManager, like) -> tuple[int, object]:
             os.rename(path, path + ".unreadable")  # out of the manager's way, not deleted
             mngr.reload()
     return 0, like
+
+
+class ModelFileError(ValueError):
+    """A saved model that cannot be read; the message names its path and what to do."""
+
+
+def save_model(path: str, tree, meta: dict) -> None:
+    """Saves the arrays `tree` and the JSON-able `meta` as a model in the folder `path`.
+
+    Each save is a new step of a CheckpointManager that keeps one: Orbax writes it to a
+    temporary folder and renames it when complete, and only then deletes the previous save,
+    so a save interrupted half way leaves the previous one readable."""
+    mngr = ocp.CheckpointManager(os.path.abspath(path),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+    step = (mngr.latest_step() or 0) + 1
+    mngr.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(tree),
+                                            meta=ocp.args.JsonSave(meta)))
+    mngr.wait_until_finished()
+    mngr.close()
+
+
+def _model_manager(path: str) -> tuple[ocp.CheckpointManager, int]:
+    directory = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(directory):
+        raise ModelFileError(f"{path}: no such folder; give the folder a model was saved to")
+    mngr = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
+    step = mngr.latest_step()
+    if step is None:
+        raise ModelFileError(f"{path}: holds no saved model (save one with model.save(path))")
+    return mngr, step
+
+
+def load_model_meta(path: str) -> dict:
+    """Returns the `meta` of the model saved at `path`."""
+    mngr, step = _model_manager(path)
+    try:
+        return mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # noqa: BLE001  (any read failure is an unreadable file)
+        raise ModelFileError(f"{path}: the saved model cannot be read ({_short(e)}); "
+                             "save it again") from e
+
+
+def load_model_arrays(path: str, like):
+    """Returns the arrays of the model saved at `path`, with the structure of `like`."""
+    mngr, step = _model_manager(path)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+        return mngr.restore(step, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore(abstract)))["arrays"]
+    except Exception as e:  # noqa: BLE001  (any read failure is an unreadable file)
+        raise ModelFileError(f"{path}: the saved model cannot be read ({_short(e)}); "
+                             "save it again") from e
+
+
+def _short(e: Exception) -> str:
+    return " ".join(str(e).split())[:200]

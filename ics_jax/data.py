@@ -116,6 +116,27 @@ def load_one_class(dataset: str, normal_class: int, data_dir: str | None = None,
 # ----------------------------------------------------------------------------- checks, conversions
 
 
+def to_unit_images(images, what: str = "images") -> np.ndarray:
+    """Returns `images` `[N, H, W, C]` (or `[N, H, W]`, one channel), uint8 0-255 or float in
+    [0, 1], as float32 `[N, H, W, C]` in [0, 1]; anything else raises DataError saying what
+    would work."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or 0 in x.shape:
+        raise DataError(f"{what} have shape {tuple(np.shape(images))}; expected a non-empty "
+                        "[N, H, W, C] array, or [N, H, W] for one channel")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(x.dtype, np.floating):
+        low, high = float(x.min()), float(x.max())
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0.0 and high <= 1.0):
+            raise DataError(f"float {what} must lie in [0, 1]; found [{low}, {high}] (divide "
+                            "0-255 values by 255, or pass them as uint8)")
+        return x.astype(np.float32)
+    raise DataError(f"{what} have dtype {x.dtype}; expected uint8 (0-255) or float in [0, 1]")
+
+
 def _to_unit_float(x: np.ndarray) -> np.ndarray:
     """Returns uint8 images [N, H, W(, C)] as float32 [N, H, W, C] in [0, 1]."""
     x = x[..., None] if x.ndim == 3 else x

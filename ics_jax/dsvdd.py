@@ -7,7 +7,6 @@ scale nor offset and no layer has a bias, so the network cannot map every input 
 constant (Ruff et al., section 3.3).
 """
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -17,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ics_jax import xla
+from ics_jax.evaluate import batched_apply
 from ics_jax.models import max_pool_2x2
-from ics_jax.split import batched_apply
 
 
 def _kernel_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
@@ -124,7 +124,7 @@ def init_center(features: np.ndarray | jax.Array, eps: float = 0.1) -> jax.Array
     return jnp.where(jnp.abs(c) < eps, jnp.where(c < 0, -eps, eps), c)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@xla.jit(static_argnums=0)
 def _init(module: nn.Module, key: jax.Array, x: jax.Array) -> dict:
     return module.init(key, x, train=False)
 
@@ -142,7 +142,7 @@ def _svdd_loss(encoder, variables, batch, center):
     return jnp.mean(jnp.sum(jnp.square(z - center), axis=-1)), state["batch_stats"]
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "module", "batch_size"))
+@xla.jit(static_argnames=("loss_fn", "module", "batch_size"))
 def _step(carry, t, key, data, target, learning_rate, weight_decay, *, loss_fn, module,
           batch_size):
     """One Adam step on `loss_fn(module, variables, batch, target) -> (loss, batch_stats)` plus
@@ -194,12 +194,12 @@ def pretrain_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, 
     return autoencoder, variables, losses
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@xla.jit(static_argnums=0)
 def _features(encoder: LeNetEncoder, variables: dict, images: jax.Array) -> jax.Array:
     return encoder.apply(variables, images, train=False)
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@xla.jit(static_argnums=0)
 def _distances(encoder: LeNetEncoder, variables: dict, center: jax.Array,
                images: jax.Array) -> jax.Array:
     return jnp.sum(jnp.square(_features(encoder, variables, images) - center), axis=-1)

@@ -1,7 +1,21 @@
-"""One-vs-rest evaluation: AUC of anomaly scores (higher = more anomalous) on the test split."""
+"""One-vs-rest evaluation: AUC of anomaly scores (higher = more anomalous) on the test split,
+and the diagnostics that look at test labels during training (never to choose anything)."""
+
+import json
+import os
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+
+
+def batched_apply(fn, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Returns `fn` applied to `images` in fixed-size batches (the last one padded), as one
+    host array: one compiled program per batch shape, whatever the number of images."""
+    n = images.shape[0]
+    pad = (-n) % batch_size
+    padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    out = [fn(padded[i:i + batch_size]) for i in range(0, n + pad, batch_size)]
+    return np.concatenate([np.asarray(o) for o in out])[:n]
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -33,3 +47,48 @@ def authors_protocol_split(labels: np.ndarray, fraction: float = 0.3) -> np.ndar
         where = np.flatnonzero(labels == value)
         mask[where[: int(fraction * where.shape[0])]] = True
     return mask
+
+
+class TestCurve:
+    """Diagnostic: the test AUC of every seed at each report, kept in the JSON file at `path`
+    (so a resumed run keeps its earlier points), and the authors' checkpoint selection on it.
+
+    Test labels are read here only to describe training; nothing is chosen by them.
+    """
+
+    def __init__(self, labels: np.ndarray, path: str):
+        self.labels, self.path = np.asarray(labels), path
+        self.valid = authors_protocol_split(self.labels)
+        self.points = []  # per report: {iteration, auc [S], authors_valid [S], authors_rest [S]}
+        if os.path.exists(path):
+            with open(path) as f:
+                self.points = json.load(f)
+
+    def add(self, iteration: int, scores: list[np.ndarray], write=None) -> None:
+        """Records the per-seed `[M]` scores after `iteration`; `write(path, obj)` saves."""
+        rest = ~self.valid
+        self.points = [p for p in self.points if p["iteration"] < iteration]
+        self.points.append({
+            "iteration": iteration, "auc": [auc(self.labels, s) for s in scores],
+            "authors_valid": [auc(self.labels[self.valid], s[self.valid]) for s in scores],
+            "authors_rest": [auc(self.labels[rest], s[rest]) for s in scores]})
+        if write is not None:
+            write(self.path, self.points)
+
+    def summary(self) -> dict:
+        """Returns `{iterations: [R], auc: [R][S]}`."""
+        return {"iterations": [p["iteration"] for p in self.points],
+                "auc": [p["auc"] for p in self.points]}
+
+    def authors_protocol(self, final_scores: list[np.ndarray]) -> dict:
+        """Returns what the authors' released protocol would report: per seed the report with
+        the best AUC on 30% of the labelled test set, its AUC on the other 70%, against the
+        final parameters' AUC on the same 70%."""
+        rest = ~self.valid
+        final = [auc(self.labels[rest], s[rest]) for s in final_scores]
+        best = [max(self.points, key=lambda p, i=i: p["authors_valid"][i])
+                for i in range(len(final))]
+        selected = [b["authors_rest"][i] for i, b in enumerate(best)]
+        return {"selected_iteration": [b["iteration"] for b in best],
+                "auc_selected_on_test": selected, "auc_final_same_70pct": final,
+                "inflation_mean": float(np.mean(selected) - np.mean(final))}

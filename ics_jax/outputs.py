@@ -11,11 +11,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import, before any writer thread exists
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def _atomic(path: str, write, mode: str = "w") -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # as open() would create it, not mkstemp's 0600
         with os.fdopen(fd, mode) as f:
             write(f)
         os.replace(tmp, path)
@@ -37,6 +47,23 @@ def write_text(path: str, text: str) -> None:
 def write_npz(path: str, **arrays) -> None:
     """Writes arrays to an `.npz`, atomically."""
     _atomic(path, lambda f: np.savez(f, **arrays), mode="wb")
+
+
+class MetricWriter:
+    """TensorBoard scalars in `log_dir` (tensorboardX: no TensorFlow needed)."""
+
+    def __init__(self, log_dir: str):
+        from tensorboardX import SummaryWriter
+
+        self._writer = SummaryWriter(log_dir)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self._writer.add_scalar(name, value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def plot_typical_atypical(path: str, images: np.ndarray, scores: np.ndarray,

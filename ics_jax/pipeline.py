@@ -1,99 +1,36 @@
-"""One experiment end to end: split, train all seeds, evaluate, write the run's files.
+"""One experiment end to end: `run_experiment(config, workdir)`.
 
-`run_experiment(config, workdir)` is the library entry point (the command line only parses flags
-and prints). In `workdir` it leaves `config.json`, `split.npz`, `checkpoints/`, TensorBoard
-metrics, `typical_atypical.png` and `results.json`; rerun in the same `workdir`, it resumes.
+In `workdir` it leaves `config.json`, `split.npz`, `checkpoints/`, TensorBoard scalars
+(`tensorboard/`), `typical_atypical.png` and `results.json` (written last). Run again in the
+same workdir, an unfinished run resumes from its newest checkpoint (asked for more iterations, a
+finished one goes on too), and a finished one returns its results without touching a file.
 """
 
-import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ics_jax import (
-    baselines,
-    checkpoint,
-    distributed,
-    evaluate,
-    loops,
-    models,
-    outputs,
-    seeds,
-    train,
-)
+from ics_jax import baselines, distributed, evaluate, outputs
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
+from ics_jax import trainer as trainer_lib
 
-# Which training phases each neural method cycles through (all share the ICS machinery).
-METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",),
-                 "naive_nn": (train.NORMAL_ONLY,)}
 # Methods that need the autoencoder's typical/atypical split.
 SPLIT_METHODS = ("ics", "nn_w_ics", "ssim")
-
-
-def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
-    """Returns the classifier network that `config` describes."""
-    kwargs = {"latent_dim": config.latent_dim, "dense_features": config.dense_features}
-    if config.dropout is not None:  # else the backbone's own: alexnet 0, icsnet 0.5
-        kwargs["dropout"] = config.dropout
-    if config.backbone == "alexnet":
-        kwargs.update(batch_norm=config.batch_norm, conv_features=tuple(config.conv_features))
-    return models.OneClassNet(models.make_backbone(config.backbone, **kwargs),
-                              distance=config.distance)
-
-
-def train_split_autoencoder(config, images: np.ndarray, key: jax.Array):
-    """Returns `(module, params)` of the split autoencoder `config` describes, trained on
-    `images` `[N, H, W, C]`."""
-    return split_lib.train_autoencoder(
-        images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
-        learning_rate=config.ae_learning_rate, loop_form="python", loss=config.ae_loss,
-        autoencoder=models.AutoEncoder(conv_features=tuple(config.ae_conv_features),
-                                       latent_channels=config.ae_latent_channels,
-                                       global_bottleneck=config.ae_global_bottleneck,
-                                       negative_slope=config.ae_negative_slope))
-
-
-def compute_split(config, images: np.ndarray, key: jax.Array,
-                  test_images: np.ndarray | None = None) -> split_lib.Split:
-    """Trains the split autoencoder on `images`; returns the SSIM split at `config.rho`, with
-    the SSIM of `test_images` if given."""
-    autoencoder, params = train_split_autoencoder(config, images, key)
-    scores = split_lib.ssim_scores(autoencoder, params, images, max_val=config.ssim_max_val)
-    split = split_lib.split_by_score(scores, config.rho)
-    if test_images is None:
-        return split
-    test_scores = split_lib.ssim_scores(autoencoder, params, test_images,
-                                        max_val=config.ssim_max_val)
-    return dataclasses.replace(split, test_scores=test_scores)
-
-
-def load_split(path: str) -> split_lib.Split:
-    """Reads a split saved by `run_experiment` (`split.npz`)."""
-    with np.load(path) as f:
-        return split_lib.Split(scores=f["scores"], atypical=f["atypical"], typical=f["typical"],
-                               test_scores=f["test_scores"] if "test_scores" in f else None)
-
-
-def _load_or_compute_split(config, data, key, path, write: bool) -> split_lib.Split:
-    if os.path.exists(path):
-        return load_split(path)
-    split = compute_split(config, data.x_train, key, data.x_test)
-    if write:
-        save_split(path, split)
-    return split
-
-
-def save_split(path: str, split: split_lib.Split) -> None:
-    extra = {} if split.test_scores is None else {"test_scores": split.test_scores}
-    outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical,
-                      **extra)
+# Config keys that decide how a run executes but not what it computes: a run may resume (or a
+# finished one be found) with other values.
+EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
+                  "keep_checkpoints", "coordinator_address", "num_processes", "process_id",
+                  "initialization_timeout")
+# Keys that only the split (and the methods that use it) read.
+SPLIT_KEYS = ("rho", "ssim_max_val")
+SPLIT_KEY_PREFIX = "ae_"
 
 
 def experiment_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -102,25 +39,50 @@ def experiment_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.A
     return split_key, init_key, train_key
 
 
-def _resolve(value: str, default: Callable[[], str]) -> str:
-    return default() if value == "auto" else value
+def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError if `workdir` was started with a config that computes something else.
+
+    Keys in `EXECUTION_KEYS` may differ, and so may split keys for a method without a split;
+    `num_iterations` may grow (the run goes on from its last checkpoint), never shrink.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        before = json.load(f)
+    now = json.loads(config.to_json())
+    ignored = set(EXECUTION_KEYS) | {"num_iterations"}
+    if config.method not in SPLIT_METHODS:
+        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
+    # A key missing from `before` came with a later version, whose default may compute
+    # something else: it counts as changed.
+    changed = sorted(k for k in now if k not in ignored and before.get(k) != now[k])
+    if changed:
+        k = changed[0]
+        raise config_lib.ConfigError(
+            f"{workdir} holds a run with {k}={before.get(k)!r}, not {now[k]!r}; use a new "
+            "--workdir, or the same config to resume")
+    if (config.method in trainer_lib.METHOD_PHASES
+            and before.get("num_iterations", 0) > config.num_iterations):
+        raise config_lib.ConfigError(
+            f"{workdir} holds a run of num_iterations={before['num_iterations']}, more than "
+            f"{config.num_iterations}; ask at least as many, or use a new --workdir")
 
 
-class NonFiniteError(FloatingPointError):
-    """A loss became NaN or Inf; the message names the phase, iteration and seed."""
-
-
-def _check_finite(metrics: np.ndarray, first_step: int, phases: tuple, seed_ids: list) -> None:
-    """Raises NonFiniteError for the first non-finite loss or gradient norm in
-    `metrics [steps, S, 2]`."""
-    bad = np.argwhere(~np.isfinite(metrics))
-    if bad.size:
-        step, seed, which = bad[0]
-        t = first_step + int(step)
-        raise NonFiniteError(
-            f"non-finite {phases[t % len(phases)]} {('loss', 'gradient norm')[which]} at "
-            f"iteration {t // len(phases)} of seed {seed_ids[seed]}; the last good checkpoint "
-            "is kept")
+def finished_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:
+    """Returns the results of a finished run of `config` in `workdir`, or None if there is
+    none (or it ran fewer iterations than `config` asks); raises ConfigError if `workdir` holds
+    a run of another config."""
+    check_same_run(workdir, config)
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    if (config.method in trainer_lib.METHOD_PHASES
+            and results["num_iterations"] != config.num_iterations):
+        return None
+    return results
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
@@ -131,47 +93,39 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
 
     `config.method` is ICS or one of the paper's baselines. `data` overrides loading from
     `config` (tests, notebooks); `split` reuses a split computed for the same data and `rho`
-    (ablations, sweeps); `progress` receives a dict per report of a trained network
-    (`iteration`, `num_iterations`, per-phase mean `losses`, `seconds`).
+    (ablations, sweeps); `progress` receives a dict per event: `{"stage": "split", "step",
+    "num_steps", "loss", "seconds"}` while the split autoencoder trains, `{"stage": "train",
+    "iteration", "num_iterations", "losses", "seconds"}` after each report of a trained network.
     """
     t_start = time.time()
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
-    if jax.process_count() > 1 and config.strategy not in ("auto", "sharded"):
-        raise config_lib.ConfigError(f"strategy={config.strategy!r} with {jax.process_count()} "
-                                     "processes would train every seed in each; use sharded")
-    primary = distributed.is_primary()  # with several processes, only process 0 writes files
-    os.makedirs(workdir, exist_ok=True)
-    if primary:
-        outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    done = finished_results(workdir, config)
+    if done is not None:
+        return done
     if data is None:
         data = data_lib.load_one_class(config.dataset, config.normal_class,
                                        data_dir=config.data_dir,
                                        tfds_data_dir=config.tfds_data_dir)
+    primary = distributed.is_primary()  # with several processes, only process 0 writes files
+    if primary:
+        outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     split_key, init_key, train_key = experiment_keys(config)
     seed_ids = [config.seed + i for i in range(config.num_seeds)]
 
     t0 = time.time()
     if config.method in SPLIT_METHODS:
-        split_path = os.path.join(workdir, "split.npz")
-        if split is None:  # every process computes the same split from the same key
-            split = _load_or_compute_split(config, data, split_key, split_path, primary)
-        elif primary:
-            save_split(split_path, split)
-        if primary:
-            outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),
-                                          data.x_train, split.scores,
-                                          title=f"{config.dataset} class {config.normal_class}")
+        split = _split(config, workdir, data, split, split_key, progress, primary)
     t_split = time.time() - t0
 
     t0 = time.time()
-    if config.method in METHOD_PHASES:
+    extra = {}
+    if config.method in trainer_lib.METHOD_PHASES:
         scores, extra = _train_networks(config, workdir, data, split, init_key, train_key,
-                                        seed_ids, progress)
+                                        progress, primary)
     else:
         if config.method in baselines.DETERMINISTIC:
             seed_ids = seed_ids[:1]
         scores = baselines.method_scores(config, data, split, seed_ids)
-        extra = {}
     t_train = time.time() - t0  # training or fitting, and scoring the test set
     aucs = [evaluate.auc(data.y_test, s) for s in scores]
 
@@ -179,7 +133,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
         "dataset": config.dataset, "normal_class": config.normal_class, "method": config.method,
         "rho": config.rho, "num_iterations": config.num_iterations, "backbone": config.backbone,
         "seeds": seed_ids, **evaluate.summarize(aucs),
-        "backend": jax.default_backend(),
+        "backend": jax.default_backend(), "num_devices": jax.device_count(),
         "timing": {"split": t_split, "train": t_train, "total": time.time() - t_start},
     }
     if split is not None:
@@ -196,111 +150,63 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     return results
 
 
-def _train_networks(config, workdir, data, split, init_key, train_key, seed_ids, progress):
+def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Split:
+    """Returns the split: `split` if given, else `workdir/split.npz` if there, else a new one
+    (every process computes the same one from the same key); process 0 writes it and Fig. 1."""
+    path = os.path.join(workdir, "split.npz")
+    if split is None and os.path.exists(path):
+        return split_lib.load(path)
+    if split is None:
+        t0 = time.time()
+
+        def on_step(step, loss):
+            if progress is not None:
+                progress({"stage": "split", "step": step, "num_steps": config.ae_num_steps,
+                          "loss": loss, "seconds": time.time() - t0})
+        split, _ = split_lib.compute_split(config, data.x_train, key, data.x_test, on_step)
+    if primary:
+        split_lib.save(path, split)
+        outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),
+                                      data.x_train, split.scores,
+                                      title=f"{config.dataset} class {config.normal_class}")
+    return split
+
+
+def _train_networks(config, workdir, data, split, init_key, train_key, progress, primary):
     """Trains one network per seed (resuming from `workdir/checkpoints`); returns the per-seed
     `[M]` test scores and the results entries the training adds."""
-    net = build_network(config)
-    tx = train.make_optimizer(config.learning_rate, config.adam_b1)
-    phases = METHOD_PHASES[config.method]
-    step = train.make_train_step(net, tx, batch_size=config.batch_size,
-                                 weight_decay=config.weight_decay, phases=phases)
-    if split is None:  # naive_nn: every training image, one label
-        images = jnp.asarray(data.x_train)
-        split_data = train.SplitData(typical=images, atypical=images)
-    else:
-        split_data = train.SplitData(typical=jnp.asarray(data.x_train[split.typical]),
-                                     atypical=jnp.asarray(data.x_train[split.atypical]))
-    init_keys = jax.random.split(init_key, config.num_seeds)
-    seed_keys = jax.random.split(train_key, config.num_seeds)
-    states = seeds.stack([train.init_state(net, tx, k, data.x_train.shape[1:], phases)
-                          for k in init_keys])
+    trainer = trainer_lib.make_trainer(config)
+    writer = outputs.MetricWriter(os.path.join(workdir, "tensorboard")) if primary else None
+    curve = (evaluate.TestCurve(data.y_test, os.path.join(workdir, "test_curve.json"))
+             if config.test_curve or config.authors_protocol else None)
+    t0 = time.time()
 
-    cycle = len(phases)
-    num_steps = config.num_iterations * cycle
-    report_every = config.log_every * cycle
-    ckpt = checkpoint.manager(os.path.join(workdir, "checkpoints"),
-                              save_every=config.checkpoint_every * cycle,
-                              keep=config.keep_checkpoints)
-    first_step, states = checkpoint.restore_latest(ckpt, states)
-
-    predict = jax.jit(train.make_predict(net))
-    protocol = _AuthorsProtocol(data.y_test) if config.authors_protocol else None
-    writer = _metric_writer(workdir, distributed.is_primary())
-    t_train0 = time.time()
-
-    def on_report(end_step, states_now, metrics):
-        metrics = distributed.to_host(metrics)  # [report_every, S, 2]: one copy per report
-        _check_finite(metrics, end_step - metrics.shape[0], phases, seed_ids)
-        losses = metrics[..., 0]
-        by_phase = {p: float(losses[i::cycle].mean()) for i, p in enumerate(phases)}
-        iteration = end_step // cycle
-        writer.write_scalars(iteration, {f"loss/{p}": v for p, v in by_phase.items()})
-        checkpoint.save(ckpt, end_step, states_now, force=end_step == num_steps)
-        if protocol is not None:
-            protocol.update(iteration, _test_scores(predict, distributed.to_host(states_now),
-                                                    data.x_test, seed_ids))
+    def on_report(iteration, losses, states):
+        if writer is not None:
+            writer.scalars(iteration, {f"loss/{p}": v for p, v in losses.items()})
+        if curve is not None:  # diagnostics on labelled test data, never a selection
+            curve.add(iteration, trainer_lib.test_scores(trainer, states, data.x_test),
+                      outputs.write_json if primary else None)
         if progress is not None:
-            progress({"iteration": iteration, "num_iterations": config.num_iterations,
-                      "losses": by_phase, "seconds": time.time() - t_train0})
+            progress({"stage": "train", "iteration": iteration,
+                      "num_iterations": config.num_iterations, "losses": losses,
+                      "seconds": time.time() - t0})
 
-    loop_form = _resolve(config.loop_form, loops.default_loop_form)
-    strategy, rates = config.strategy, {}
-    if strategy == "auto" and first_step < num_steps:  # a few steps of each candidate
-        strategy, rates = seeds.choose_strategy(step, states, split_data, seed_keys,
-                                                loop_form=loop_form, chunk_size=cycle,
-                                                cycle=cycle)
-    if first_step < num_steps:
-        states = seeds.run_seeds(step, states, split_data, seed_keys, first_step,
-                                 num_steps - first_step,
-                                 strategy=strategy, loop_form=loop_form,
-                                 # unrolled: one iteration per program; scan: one report
-                                 chunk_size=cycle if loop_form == "unrolled" else report_every,
-                                 report_every=report_every, cycle=cycle, on_report=on_report)
-    ckpt.wait_until_finished()
-    scores = _test_scores(predict, distributed.to_host(states), data.x_test, seed_ids)
-    writer.write_scalars(config.num_iterations, {"test/auc_mean": float(np.mean(
-        [evaluate.auc(data.y_test, s) for s in scores]))})
-    writer.close()
-    extra = {"strategy": strategy, "loop_form": loop_form,
-             "strategy_seed_steps_per_s": rates}  # what `auto` measured, if it measured
-    if protocol is not None:
-        extra["authors_protocol"] = protocol.summary(scores)
+    states = trainer_lib.train_states(
+        trainer, config, trainer_lib.split_data(data.x_train, split), data.x_train.shape[1:],
+        init_key, train_key, checkpoint_dir=os.path.join(workdir, "checkpoints"),
+        on_report=on_report)
+    scores = trainer_lib.test_scores(trainer, states, data.x_test)
+    extra = {"placement": trainer_lib.seeds.placement()}
+    if len(scores) > 1:  # the seeds' mean logit as one detector
+        extra["ensemble_auc"] = evaluate.auc(data.y_test, np.mean(scores, axis=0))
+    if writer is not None:
+        writer.scalars(config.num_iterations,
+                       {"test/auc_mean": float(np.mean([evaluate.auc(data.y_test, s)
+                                                        for s in scores]))})
+        writer.close()
+    if config.test_curve:
+        extra["test_curve"] = curve.summary()
+    if config.authors_protocol:
+        extra["authors_protocol"] = curve.authors_protocol(scores)
     return scores, extra
-
-
-def _test_scores(predict, states, images: np.ndarray, seed_ids: list) -> list[np.ndarray]:
-    """Returns one `[M]` array of anomaly logits per seed; `states` may be host arrays (each
-    seed's parameters go to the device once, not once per batch)."""
-    per_seed = [jax.device_put(s) for s in seeds.unstack(states, len(seed_ids))]
-    return [split_lib.batched_apply(lambda b, s=s: predict(s, b), images) for s in per_seed]
-
-
-def _metric_writer(workdir: str, primary: bool):
-    from clu import metric_writers  # TensorFlow-backed; imported only when a run writes
-    if not primary:
-        return metric_writers.MultiWriter([])
-    return metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
-
-
-class _AuthorsProtocol:
-    """Diagnostic: the authors' checkpoint selection by AUC on 30% of the labelled test set."""
-
-    def __init__(self, labels: np.ndarray):
-        self.labels = labels
-        self.valid = evaluate.authors_protocol_split(labels)
-        self.best = None  # per seed: (valid AUC, iteration, AUC on the other 70%)
-
-    def update(self, iteration: int, scores: list[np.ndarray]) -> None:
-        rest = ~self.valid
-        current = [(evaluate.auc(self.labels[self.valid], s[self.valid]), iteration,
-                    evaluate.auc(self.labels[rest], s[rest])) for s in scores]
-        self.best = current if self.best is None else [
-            c if c[0] > b[0] else b for b, c in zip(self.best, current, strict=False)]
-
-    def summary(self, final_scores: list[np.ndarray]) -> dict:
-        rest = ~self.valid
-        final = [evaluate.auc(self.labels[rest], s[rest]) for s in final_scores]
-        return {"selected_iteration": [b[1] for b in self.best],
-                "auc_selected_on_test": [b[2] for b in self.best],
-                "auc_final_same_70pct": final,
-                "inflation_mean": float(np.mean([b[2] for b in self.best]) - np.mean(final))}

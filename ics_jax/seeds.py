@@ -1,23 +1,23 @@
-"""Many seeds at once: a state with a leading seed axis, advanced in one of four ways.
+"""How the seeds run: compiled chunks of whole iterations, the seed axis placed by the backend.
 
-- `vmap`: one program for all seeds (`jax.vmap` of the step); the one-accelerator default.
-- `sharded`: the seed axis placed over a 1-D device mesh `("seeds",)` with `NamedSharding`, one
-  `jax.jit` program; inside it `jax.shard_map` gives each device the `vmap` of its own seeds. A
-  seed count that does not divide the device count is padded with copies of seed 0, dropped
-  again before anything is reported or returned.
-- `loop`: the single-seed program called once per seed, each seed on its own group of local
-  devices (`placement.seed_meshes`), so several devices run seeds at once, and one seed splits
-  its batch over them all; the CPU default, since XLA's CPU backend runs vmapped convolutions
-  (batched weights become grouped convolutions) at 0.15-0.4x the throughput of a loop over
-  the same step.
-- `sequential`: the same loop, every seed on all local devices, its batch split over them: S
-  sequential runs in one process, the yardstick `auto` never falls below.
+`placement()` decides from the backend and the process count alone, never from a timing:
 
-All run the same per-seed computation, so seed i agrees with a single run of seed i.
+- `loop` (one CPU process): a Python loop over the seeds; a chunk is one iteration of one seed,
+  jitted alone and called back to back (dispatch is asynchronous, so the host runs ahead); the
+  first report of a fresh run comes after one iteration, so progress shows within seconds. XLA's
+  CPU backend runs a convolution's gradient about 60x slower inside a compiled loop
+  (`lax.scan`), and `vmap` over seeds turns convolutions into grouped ones, which ran at 0.43x a
+  loop there (docs/speed.md).
+- `mesh` (an accelerator, or several processes): one program for every seed. `jax.shard_map`
+  over a 1-D `("seeds",)` mesh of all devices of all processes gives each device the `jax.vmap`
+  of its block of seeds over a `lax.scan` of the report's iterations (on a CPU, one iteration
+  per call). A seed count that does not divide the device count is padded with copies of seed
+  0, dropped again before anything is reported or returned; reports and results are host
+  arrays. One accelerator is a mesh of one.
+
+Seed i computes the same numbers either way, up to the order of float sums.
 """
 
-import logging
-import time
 from collections.abc import Callable
 
 import jax
@@ -26,58 +26,33 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ics_jax import distributed, loops, placement
+from ics_jax import distributed, xla
 
-STRATEGIES = ("loop", "sequential", "vmap", "sharded")
+PLACEMENTS = ("loop", "mesh")
 
 
-def candidate_strategies(backend: str | None = None, num_devices: int | None = None,
-                         num_processes: int | None = None) -> tuple[str, ...]:
-    """Returns the strategies worth measuring (defaults: this JAX's backend, device and process
-    counts). Several processes: `sharded` only, so that no two can choose differently. A CPU:
-    `loop`, and with several host devices `sequential` too (vmapped convolutions measured at
-    0.15x a loop there). An accelerator: `vmap` or `sharded` against `loop` (and `sequential`).
-    `sequential` is S sequential runs, so `auto` never chooses anything measured slower."""
+def placement(backend: str | None = None, num_processes: int | None = None) -> str:
+    """Returns `loop` for one CPU process, else `mesh` (defaults: this JAX's backend and
+    process count)."""
     backend = backend or jax.default_backend()
-    num_devices = num_devices or jax.device_count()
-    if (num_processes or jax.process_count()) > 1:
-        return ("sharded",)
-    if num_devices == 1:
-        return ("loop",) if backend == "cpu" else ("vmap", "loop")
-    return ("loop", "sequential") if backend == "cpu" else ("sharded", "loop", "sequential")
+    num_processes = num_processes or jax.process_count()
+    return "loop" if backend == "cpu" and num_processes == 1 else "mesh"
 
 
-def measure(step: Callable, states, data, seed_keys: jax.Array, *, strategy: str,
-            loop_form: str, chunk_size: int, cycle: int, num_chunks: int = 2) -> float:
-    """Returns seed-steps per second of `strategy` after compilation: one chunk to compile,
-    then `num_chunks` timed, on a copy of `states` (which stay untouched)."""
-    stamps = []
-
-    def on_report(end_step, states_now, metrics):
-        jax.block_until_ready(metrics)
-        stamps.append(time.perf_counter())
-
-    per_call = loops.steps_per_call(loop_form, chunk_size)
-    run_seeds(step, jax.tree.map(jnp.copy, states), data, seed_keys, 0,
-              (1 + num_chunks) * per_call, strategy=strategy, loop_form=loop_form,
-              chunk_size=chunk_size, report_every=per_call, cycle=cycle, on_report=on_report)
-    return num_chunks * per_call * seed_keys.shape[0] / (stamps[-1] - stamps[0])
+def iterations_per_call(report_every: int, backend: str | None = None) -> int:
+    """Returns how many iterations one call of the `mesh` program runs: one on a CPU (no
+    compiled loop there), a whole report on an accelerator."""
+    return 1 if (backend or jax.default_backend()) == "cpu" else report_every
 
 
-def choose_strategy(step: Callable, states, data, seed_keys: jax.Array, *, loop_form: str,
-                    chunk_size: int, cycle: int) -> tuple[str, dict[str, float]]:
-    """Returns the fastest of `candidate_strategies()` for this step and seed count, and the
-    measured seed-steps/s of each (empty when there is only one candidate)."""
-    candidates = candidate_strategies()
-    if seed_keys.shape[0] == 1:  # one seed: `sequential` is `loop`
-        candidates = tuple(c for c in candidates if c != "sequential")
-    if len(candidates) == 1:
-        return candidates[0], {}
-    rates = {s: measure(step, states, data, seed_keys, strategy=s, loop_form=loop_form,
-                        chunk_size=chunk_size, cycle=cycle) for s in candidates}
-    best = max(rates, key=rates.get)
-    logging.getLogger("ics_jax").info("strategy auto -> %s (seed-steps/s: %s)", best, rates)
-    return best, rates
+def stack(trees: list):
+    """Stacks a list of equal pytrees along a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, n: int) -> list:
+    """Splits a pytree with leading axis `n` into a list of `n` pytrees."""
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
 
 
 def pad(tree, multiple: int):
@@ -95,89 +70,98 @@ def take(tree, n: int):
     return jax.tree.map(lambda x: x[:n], tree)
 
 
-def stack(trees: list):
-    """Stacks a list of equal pytrees along a new leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+def run(iteration: Callable, states, data, seed_keys: jax.Array, first: int, num: int, *,
+        report_every: int, on_report: Callable | None = None, where: str | None = None):
+    """Advances stacked `states [S, ...]` by `num` iterations of
+    `iteration(state, data, key, it) -> (state, metrics)`, starting at iteration `first`.
 
-
-def unstack(tree, n: int) -> list:
-    """Splits a pytree with leading axis `n` into a list of `n` pytrees."""
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
-
-
-def run_seeds(step: Callable, states, data, seed_keys: jax.Array, first_step: int,
-              num_steps: int, *, strategy: str, loop_form: str, chunk_size: int,
-              report_every: int, cycle: int, on_report: Callable | None = None):
-    """Advances stacked `states` `[S, ...]` by `num_steps` of `step(state, data, key, t, phase)`.
-
-    `data` is shared by all seeds; `seed_keys` is `[S]`. Calls
-    `on_report(end_step, states [S, ...], metrics [report_every, S])` every `report_every` steps.
-    Returns the stacked final states.
+    `data` is shared by all seeds; `seed_keys` is `[S]`. At every multiple of `report_every`,
+    and after the last, calls `on_report(end, states [S, ...], metrics [n, S, ...])` with the
+    iterations done so far and the metrics of the `n` since the last report. `where` overrides
+    `placement()` (tests compare the two). Returns the stacked final states.
     """
+    where = where or placement()
+    if where not in PLACEMENTS:
+        raise ValueError(f"unknown placement {where!r}; choose one of {PLACEMENTS}")
+    runner = _run_loop if where == "loop" else _run_mesh
+    return runner(iteration, states, data, seed_keys, first, num, report_every,
+                  on_report or (lambda *_: None))
+
+
+def _reports(first: int, num: int, report_every: int, lead: bool = False):
+    """Yields `(start, end)` of each report's iterations; with `lead`, the first report of a
+    fresh run comes after its first iteration, so that progress shows within seconds."""
+    if lead and first == 0 and num > 1 and report_every > 1:
+        yield 0, 1
+        first, num = 1, num - 1
+    start = first
+    while start < first + num:
+        end = min((start // report_every + 1) * report_every, first + num)
+        yield start, end
+        start = end
+
+
+def _run_loop(iteration, states, data, seed_keys, first, num, report_every, on_report):
+    chunk = xla.jit(iteration, donate_argnums=0)
     num_seeds = seed_keys.shape[0]
-
-    def vmapped(carry, t, phase, data, keys):
-        return jax.vmap(lambda s, k: step(s, data, k, t, phase))(carry, keys)
-
-    if strategy == "vmap":
-        states, _ = loops.run(vmapped, states, first_step, num_steps, loop_form=loop_form,
-                              chunk_size=chunk_size, report_every=report_every, cycle=cycle,
-                              consts=(data, seed_keys), on_report=on_report)
-        return states
-    if strategy == "sharded":
-        mesh = distributed.seed_mesh()
-
-        def per_device(carry, t, phase, data, key_data):
-            def body(c, t, d, k):
-                return vmapped(c, t, phase, d, jax.random.wrap_key_data(k))
-            return jax.shard_map(body, mesh=mesh, in_specs=(P("seeds"), P(), P(), P("seeds")),
-                                 out_specs=(P("seeds"), P("seeds")), check_vma=False)(
-                                     carry, t, data, key_data)
-
-        def report(end_step, padded_states, metrics):  # drop the padding seeds
-            on_report(end_step, take(padded_states, num_seeds), metrics[:, :num_seeds])
-
-        # Each process feeds its own block of the (padded) seed axis; the data is replicated.
-        padded = pad((states, jax.random.key_data(seed_keys)), mesh.size)
-        total = seed_keys.shape[0] + (-seed_keys.shape[0]) % mesh.size
-        block = distributed.local_seed_slice(total, mesh)
-        states, key_data = distributed.shard_seeds(
-            jax.tree.map(lambda x: x[block], padded), total, mesh)
-        data = jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-            NamedSharding(mesh, P()), np.asarray(x)), data)
-        states, _ = loops.run(per_device, states, first_step, num_steps, loop_form=loop_form,
-                              chunk_size=chunk_size, report_every=report_every, cycle=cycle,
-                              consts=(data, key_data), on_report=report if on_report else None)
-        return take(states, num_seeds)
-    if strategy not in ("loop", "sequential"):
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    chunk = loops.make_chunk(lambda s, t, phase, data, key: step(s, data, key, t, phase),
-                             loop_form, chunk_size, cycle)
-    per_call = loops.steps_per_call(loop_form, chunk_size)
-    # `loop`: each seed on its own group of local devices (`placement.seed_meshes`: one seed
-    # splits its batch over all of them, more seeds than devices share them round-robin);
-    # dispatch is asynchronous, so the groups (forced host devices on a CPU too) run at once.
-    # `sequential`: every seed on all local devices, one after another.
-    meshes = (placement.seed_meshes(num_seeds) if strategy == "loop"
-              else placement.seed_meshes(1) * num_seeds)
-    per_seed = list(map(placement.place, unstack(states, num_seeds), meshes))
-    keys = list(map(placement.place, unstack(seed_keys, num_seeds), meshes))
-    data_on = {m: placement.place(data, m) for m in set(meshes)}
-    home = jax.local_devices()[0]
-    for start in range(first_step, first_step + num_steps, report_every):
-        size = min(report_every, first_step + num_steps - start)
+    per_seed, keys = unstack(states, num_seeds), list(seed_keys)
+    for start, end in _reports(first, num, report_every, lead=True):
         metrics = []
-        for i, mesh in enumerate(meshes):
-            with jax.set_mesh(mesh):
-                per_seed[i], m = loops.advance(chunk, per_seed[i], start, size, per_call,
-                                               (data_on[mesh], keys[i]))
+        for i in range(num_seeds):
+            seed_metrics = []
+            for it in range(start, end):
+                per_seed[i], m = chunk(per_seed[i], data, keys[i], np.int32(it))
+                seed_metrics.append(m)
+            metrics.append(jnp.stack(seed_metrics))
+        on_report(end, stack(per_seed), jnp.stack(metrics, axis=1))
+    return stack(per_seed)
+
+
+def _iterations(iteration, state, data, key, start, length: int):
+    """Runs `length` iterations of one seed from `start`; returns `(state, metrics [length,
+    ...])`: a `lax.scan`, or the iteration itself when `length` is 1 (XLA CPU)."""
+    if length == 1:
+        state, m = iteration(state, data, key, start)
+        return state, m[None]
+    return jax.lax.scan(lambda s, it: iteration(s, data, key, it), state,
+                        start + jnp.arange(length))
+
+
+def _run_mesh(iteration, states, data, seed_keys, first, num, report_every, on_report):
+    mesh = distributed.seed_mesh()
+    num_seeds = seed_keys.shape[0]
+    per_call = iterations_per_call(report_every)
+
+    def chunk(states, data, key_data, start, length):
+        def one_seed(state, kd):
+            return _iterations(iteration, state, data, jax.random.wrap_key_data(kd), start,
+                               length)
+        states, metrics = jax.vmap(one_seed)(states, key_data)  # metrics [S_local, n, ...]
+        return states, jnp.swapaxes(metrics, 0, 1)
+
+    def sharded(states, data, key_data, start, length):
+        fn = lambda s, d, k, t: chunk(s, d, k, t, length)  # noqa: E731
+        return jax.shard_map(fn, mesh=mesh, in_specs=(P(distributed.AXIS), P(),
+                                                      P(distributed.AXIS), P()),
+                             out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)),
+                             check_vma=False)(states, data, key_data, start)
+
+    program = xla.jit(sharded, donate_argnums=0, static_argnums=4)
+    # Each process feeds its own block of the (padded) seed axis; the data is replicated.
+    padded = pad((states, jax.random.key_data(seed_keys)), mesh.size)
+    total = num_seeds + (-num_seeds) % mesh.size
+    block = distributed.local_seed_slice(total, mesh)
+    states, key_data = distributed.shard_seeds(jax.tree.map(lambda x: x[block], padded), total,
+                                               mesh)
+    data = jax.tree.map(lambda x: jax.make_array_from_process_local_data(
+        NamedSharding(mesh, P()), np.asarray(x)), data)
+    for start, end in _reports(first, num, report_every):
+        metrics = []
+        for t in range(start, end, per_call):
+            states, m = program(states, data, key_data, np.int32(t), min(per_call, end - t))
             metrics.append(m)
-        if on_report is not None:
-            on_report(start + size, _gather(per_seed, home),
-                      jnp.stack(jax.device_put(metrics, home), axis=1))
-    return _gather(per_seed, home)
-
-
-def _gather(per_seed: list, device) -> object:
-    """Stacks per-seed pytrees that live on different devices onto `device`."""
-    return stack(jax.device_put(per_seed, device))
+        # To the host, then the padding dropped: never a resharding program, which on forced
+        # CPU host devices would be an in-process collective (those can deadlock).
+        on_report(end, take(distributed.to_host(states), num_seeds),
+                  np.concatenate(distributed.to_host(metrics))[:, :num_seeds])
+    return take(distributed.to_host(states), num_seeds)

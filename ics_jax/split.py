@@ -5,11 +5,9 @@ import functools
 
 import dm_pix
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from ics_jax import loops, placement
+from ics_jax import evaluate, outputs, xla
 from ics_jax.models import AutoEncoder
 
 
@@ -43,64 +41,11 @@ def split_by_score(scores: np.ndarray, rho: float) -> Split:
                  typical=np.sort(order[num_atypical:]))
 
 
-def reconstruction_loss(autoencoder: AutoEncoder, params, batch: jax.Array,
-                        loss: str = "bce") -> jax.Array:
-    """Returns the mean per-pixel loss of reconstructing `batch` `[B, H, W, C]` in [0, 1].
-
-    'bce' is binary cross-entropy on the output's logits: its gradient, sigmoid - x, never
-    vanishes. 'mse' on the sigmoid output can stall for good once the sigmoid saturates: on
-    MNIST the autoencoder then returns an all-black image whatever the input.
-    """
-    if loss == "bce":
-        logits = autoencoder.apply({"params": params}, batch, logits=True)
-        return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch))
-    if loss == "mse":
-        return jnp.mean(jnp.square(autoencoder.apply({"params": params}, batch) - batch))
-    raise ValueError(f"unknown autoencoder loss {loss!r}; choose 'bce' or 'mse'")
-
-
-def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
-                      learning_rate: float, loop_form: str = "python", chunk_size: int = 50,
-                      autoencoder: AutoEncoder | None = None, loss: str = "bce"):
-    """Trains the autoencoder on `images` `[N, H, W, C]` to minimise `reconstruction_loss`,
-    each batch split over the local devices; returns `(module, params)`, params on device 0."""
-    autoencoder = autoencoder or AutoEncoder()
-    params = autoencoder.init(key, jnp.asarray(images[:1]))["params"]
-    tx = optax.adam(learning_rate)
-
-    def step(carry, step_index, phase, data):
-        del phase  # one phase only
-        params, opt_state = carry
-        batch_key = jax.random.fold_in(key, step_index)
-        batch = placement.split_batch(
-            data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])])
-        value, grads = jax.value_and_grad(
-            lambda p: reconstruction_loss(autoencoder, p, batch, loss))(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    mesh = placement.seed_meshes(1)[0]  # the batch split over every local device
-    with jax.set_mesh(mesh):
-        carry, _ = loops.run(step, placement.place((params, tx.init(params)), mesh), 0,
-                             num_steps, loop_form=loop_form, chunk_size=chunk_size,
-                             report_every=num_steps,
-                             consts=(placement.place(jnp.asarray(images), mesh),))
-    # On one device again: scoring with parameters on every device would run on all of them.
-    return autoencoder, jax.device_put(carry[0], jax.local_devices()[0])
-
-
-def batched_apply(fn, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Applies a jitted `fn` to `images` in fixed-size batches (the last one padded)."""
-    n = images.shape[0]
-    pad = (-n) % batch_size
-    padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    out = [np.asarray(fn(padded[i:i + batch_size])) for i in range(0, n + pad, batch_size)]
-    return np.concatenate(out)[:n]
-
-
-@functools.partial(jax.jit, static_argnames=("autoencoder", "max_val"))
-def _ssim_batch(autoencoder: AutoEncoder, params, batch: jax.Array, max_val: float) -> jax.Array:
-    return dm_pix.ssim(batch, autoencoder.apply({"params": params}, batch), max_val=max_val)
+@functools.cache
+def _ssim_program(autoencoder: AutoEncoder, max_val: float):
+    def ssim(params, batch):
+        return dm_pix.ssim(batch, autoencoder.apply({"params": params}, batch), max_val=max_val)
+    return xla.jit(ssim)
 
 
 def ssim_scores(autoencoder: AutoEncoder, params, images: np.ndarray,
@@ -108,4 +53,42 @@ def ssim_scores(autoencoder: AutoEncoder, params, images: np.ndarray,
     """Returns `[N]` SSIM between each image and its reconstruction (higher = more typical).
 
     One compiled program per autoencoder and batch shape, shared by every call."""
-    return batched_apply(lambda b: _ssim_batch(autoencoder, params, b, max_val), images)
+    program = _ssim_program(autoencoder, max_val)
+    return evaluate.batched_apply(lambda b: program(params, b), images)
+
+
+def save(path: str, split: Split) -> None:
+    """Writes `split` to an `.npz` at `path`, atomically."""
+    extra = {} if split.test_scores is None else {"test_scores": split.test_scores}
+    outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical,
+                      **extra)
+
+
+def load(path: str) -> Split:
+    """Reads a split written by `save`."""
+    with np.load(path) as f:
+        return Split(scores=f["scores"], atypical=f["atypical"], typical=f["typical"],
+                     test_scores=f["test_scores"] if "test_scores" in f else None)
+
+
+def recut(split: Split, rho: float) -> Split:
+    """Returns the split of the same SSIM scores at another `rho`."""
+    return dataclasses.replace(split_by_score(split.scores, rho), test_scores=split.test_scores)
+
+
+def compute_split(config, images: np.ndarray, key: jax.Array,
+                  test_images: np.ndarray | None = None, progress=None):
+    """Trains the split autoencoder of `config` on `images`; returns `(split, (autoencoder,
+    params))`: the SSIM split at `config.rho`, with the SSIM of `test_images` if given.
+    `progress(step, loss)` follows the autoencoder's training."""
+    from ics_jax import autoencoder as ae_lib
+
+    module, params = ae_lib.train_autoencoder(
+        images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
+        learning_rate=config.ae_learning_rate, autoencoder=ae_lib.build_autoencoder(config),
+        loss=config.ae_loss, progress=progress)
+    split = split_by_score(ssim_scores(module, params, images, config.ssim_max_val), config.rho)
+    if test_images is not None:
+        split = dataclasses.replace(
+            split, test_scores=ssim_scores(module, params, test_images, config.ssim_max_val))
+    return split, (module, params)

@@ -23,16 +23,6 @@ from ics_jax import split as split_lib
 # Each dataset's raw files under `data_root`, laid out as the project's ../shared/data.
 LOCAL_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
                "cifar10": "cifar10_jpeg.tar.gz"}
-# Config keys that decide how a cell runs but not what it computes: a restarted sweep may change
-# them without invalidating finished cells.
-EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
-                  "keep_checkpoints", "strategy", "loop_form", "coordinator_address",
-                  "num_processes", "process_id", "initialization_timeout")
-# Keys that only the split (and the methods that use it) read: a change leaves other cells valid.
-SPLIT_KEYS = ("rho", "ssim_max_val")
-SPLIT_KEY_PREFIX = "ae_"
-
-
 class SweepError(ValueError):
     """A sweep that cannot run as asked; the message says what to change."""
 
@@ -102,28 +92,10 @@ def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections
     return c
 
 
-def is_finished(workdir: str, cell: Cell) -> bool:
-    return os.path.exists(os.path.join(cell.directory(workdir), "results.json"))
-
-
-def _check_same_run(cell_dir: str, config: ml_collections.ConfigDict) -> None:
-    """Raises SweepError if `cell_dir` was started with a config that computes something else."""
-    path = os.path.join(cell_dir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        before = json.load(f)
-    now = json.loads(config.to_json())
-    ignored = set(EXECUTION_KEYS)
-    if config.method not in pipeline.SPLIT_METHODS:
-        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
-    # A key missing from `before` came with a later version of the library, whose default may
-    # compute something else: it counts as changed.
-    changed = sorted(k for k in now if k not in ignored and before.get(k) != now[k])
-    if changed:
-        k = changed[0]
-        raise SweepError(f"{cell_dir} was run with {k}={before.get(k)!r}, not {now[k]!r}; "
-                         "use a new --workdir, or the same config to resume")
+def is_finished(workdir: str, cell: Cell, config: ml_collections.ConfigDict) -> bool:
+    """Returns whether the cell's run of the sweep `config` has finished in `workdir`."""
+    return pipeline.finished_results(cell.directory(workdir),
+                                     cell_config(config, cell)) is not None
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
@@ -136,10 +108,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
         c = cell_config(config, cell)
         if cell.method != "imagenet_ocsvm" or c.vgg19_weights:
             config_lib.validate(c, data_lib.NUM_CLASSES[cell.dataset])
-        _check_same_run(cell.directory(workdir), c)
+        pipeline.check_same_run(cell.directory(workdir), c)
     loaded = {}
     for cell in todo:
-        if is_finished(workdir, cell):
+        if is_finished(workdir, cell, config):
             continue
         c = cell_config(config, cell)
         if cell.method == "imagenet_ocsvm" and not c.vgg19_weights:
@@ -167,24 +139,23 @@ def _class_split(config, data: data_lib.OneClassData, class_dir: str) -> split_l
     """Returns the split at `config.rho` from the class's autoencoder, trained on first use."""
     path = os.path.join(class_dir, "split.npz")
     if os.path.exists(path):
-        scores = pipeline.load_split(path)
-    else:
-        scores = pipeline.compute_split(config, data.x_train, pipeline.experiment_keys(config)[0],
-                                        data.x_test)
-        pipeline.save_split(path, scores)
-        outputs.plot_typical_atypical(
-            os.path.join(class_dir, "typical_atypical.png"), data.x_train, scores.scores,
-            title=f"{config.dataset}: {paper.class_name(config.dataset, config.normal_class)}")
-    cut = split_lib.split_by_score(scores.scores, config.rho)
-    return dataclasses.replace(cut, test_scores=scores.test_scores)
+        return split_lib.recut(split_lib.load(path), config.rho)
+    split, _ = split_lib.compute_split(config, data.x_train, pipeline.experiment_keys(config)[0],
+                                       data.x_test)
+    split_lib.save(path, split)
+    outputs.plot_typical_atypical(
+        os.path.join(class_dir, "typical_atypical.png"), data.x_train, split.scores,
+        title=f"{config.dataset}: {paper.class_name(config.dataset, config.normal_class)}")
+    return split
 
 
 def collect(workdir: str, wanted: list[Cell]) -> dict[Cell, dict]:
-    """Returns `{cell: results}` for the finished cells among `wanted`."""
+    """Returns `{cell: results}` for the cells among `wanted` that hold a `results.json`."""
     out = {}
     for cell in wanted:
-        if is_finished(workdir, cell):
-            with open(os.path.join(cell.directory(workdir), "results.json")) as f:
+        path = os.path.join(cell.directory(workdir), "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
                 out[cell] = json.load(f)
     return out
 

@@ -11,7 +11,6 @@ config key `vgg19_weights` points to it.
 """
 
 import argparse
-import functools
 import os
 import zipfile
 
@@ -20,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ics_jax.split import batched_apply
+from ics_jax import xla
+from ics_jax.evaluate import batched_apply
 
 # (number of convolutions, filters) per block, as in Keras' VGG19.
 BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
@@ -132,7 +132,7 @@ def preprocess(images: jax.Array, image_size: int) -> jax.Array:
     return 255.0 * images[..., ::-1] - jnp.asarray(BGR_MEANS, jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnums=2)
+@xla.jit(static_argnums=2)
 def _features(params, batch: jax.Array, image_size: int) -> jax.Array:
     return VGG19Features().apply({"params": params}, preprocess(batch, image_size))
 

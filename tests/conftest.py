@@ -1,4 +1,5 @@
-"""Shared test setup: CPU JAX with 8 forced host devices, and a tiny experiment configuration.
+"""Shared test setup: CPU JAX with 8 forced host devices (for the mesh placement; a one-process
+CPU run uses the first of them alone), and a tiny experiment configuration.
 
 The environment variables are set here, before any test module imports JAX or TensorFlow.
 """
@@ -34,7 +35,6 @@ TINY = {
     "latent_dim": 4,
     "ae_conv_features": (4, 4, 4, 4, 4),
     "ae_latent_channels": 4,
-    "strategy": "loop",  # not 'auto': it would time every candidate strategy in every run
 }
 
 
@@ -103,3 +103,17 @@ def write_idx_set(folder: pathlib.Path, arrays, gz: bool = True) -> None:
             (folder / (stem + ".gz")).write_bytes(gzip.compress(raw))
         else:
             (folder / stem).write_bytes(raw)
+
+
+def toy_data(key=0, n_typical=40, n_atypical=12, shape=(28, 28, 1)):
+    """`train.SplitData` of toy images: typical, a bright centre square plus a little noise;
+    atypical, uniform noise."""
+    import jax.numpy as jnp
+
+    from ics_jax import train
+
+    rng = np.random.default_rng(key)
+    typical = 0.05 * rng.random((n_typical,) + shape)
+    typical[:, 10:18, 10:18] += 0.9
+    atypical = rng.random((n_atypical,) + shape)
+    return train.SplitData(jnp.asarray(typical, jnp.float32), jnp.asarray(atypical, jnp.float32))

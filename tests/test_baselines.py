@@ -88,9 +88,9 @@ def _net_and_step(phases):
                                             latent_dim=4), distance="difference")
     tx = train.make_optimizer(3e-3)
     state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), phases)
-    step = jax.jit(train.make_train_step(net, tx, batch_size=8, weight_decay=0.0,
-                                         phases=phases))
-    return net, state, step
+    iteration = jax.jit(train.make_iteration(net, tx, batch_size=8, weight_decay=0.0,
+                                             phases=phases))
+    return net, state, iteration
 
 
 def test_nn_w_ics_labels_atypical_images_as_the_positive_class():
@@ -98,7 +98,7 @@ def test_nn_w_ics_labels_atypical_images_as_the_positive_class():
     net, state, step = _net_and_step(("intra_class",))
     data = train.SplitData(typical=jnp.zeros((16, 28, 28, 1)), atypical=jnp.ones((4, 28, 28, 1)))
     for t in range(40):
-        state, _ = step(state, data, jax.random.key(1), jnp.int32(t))
+        state, _ = step(state, data, jax.random.key(1), t)
     logits = train.make_predict(net)(state, jnp.concatenate([data.typical[:2], data.atypical[:2]]))
     assert logits[2:].min() > logits[:2].max()
 
@@ -112,8 +112,8 @@ def test_naive_nn_labels_every_training_image_normal():
     before = float(predict(state, images).mean())
     losses = []
     for t in range(20):
-        state, metrics = step(state, data, jax.random.key(1), jnp.int32(t))
-        losses.append(float(metrics[0]))
+        state, metrics = step(state, data, jax.random.key(1), t)
+        losses.append(float(metrics[0, 0]))
     assert float(predict(state, images).mean()) < before - 1.0
     assert losses[-1] < losses[0]
     assert len(state.opt_states) == 1  # one phase, one optimizer state

@@ -1,101 +1,75 @@
-"""The benchmark command end to end: `python -m experiments.bench --config bench.py:quick`.
+"""The benchmark: one quick in-process run on tiny networks, and the PyTorch peer's network."""
 
-One subprocess run on tiny networks and two forced CPU devices (so `sharded` runs on a real
-mesh, and one seed splits its batch over both); the tests check `bench.json` and the printed
-table.
-"""
-
-import json
-import os
-import pathlib
-import subprocess
-import sys
-
+import jax
 import pytest
-from conftest import TINY, tiny_flags
 
-from ics_jax.seeds import STRATEGIES
+from experiments import bench, torch_peer
+from experiments.configs import bench as bench_config
+from ics_jax import config as config_lib
+from ics_jax import trainer
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-NUM_SEEDS_LIST = (1, 2)
-OTHERS_UP_TO = 1  # vmap and sharded (not offered on a CPU) are timed at 1 seed, skipped at 2
-TOP_KEYS = {"backend", "device_count", "matmul_gflops", "step", "seeds", "ssim_split_s",
-            "ssim_split"}
-STEP_KEYS = {"compile_s", "steps_per_s", "images_per_s", "gflops", "fraction_of_peak",
-             "peak_memory_bytes", "peak_memory_source", "host_overhead_fraction"}
+ITERATION_KEYS = {"first_report_s", "iterations_per_s", "images_per_s", "gflops",
+                  "fraction_of_peak", "memory_bytes", "host_overhead_fraction"}
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory):
-    """Runs the quick benchmark once; returns its `bench.json` and stdout."""
-    workdir = tmp_path_factory.mktemp("bench")
-    # Optimization level 0: XLA's CPU compiles take about half as long; numbers stay sane.
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
-                        "--xla_backend_optimization_level=0"}
-    argv = [sys.executable, "-m", "experiments.bench", "--config", "bench.py:quick",
-            "--workdir", str(workdir), f"--config.num_seeds_list={NUM_SEEDS_LIST!r}",
-            f"--config.other_strategies_up_to={OTHERS_UP_TO}",
-            *tiny_flags()]
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return json.loads((workdir / "bench.json").read_text()), proc.stdout
+def quick():
+    """The quick benchmark's config and results (the PyTorch peer only where it is installed)."""
+    config = bench_config.get_config("quick")
+    return config, bench.run(config)
 
 
-def test_bench_json_has_every_key(bench_run):
-    results, _ = bench_run
-    assert set(results) == TOP_KEYS
-    assert set(results["step"]) == STEP_KEYS
-    assert set(results["ssim_split"]) == {"train_s", "score_s"}
-    assert results["backend"] == "cpu" and results["device_count"] == 2
+def test_results_hold_every_figure_with_consistent_units(quick):
+    config, results = quick
+    assert results["placement"] == "loop" and results["matmul_gflops"] > 0
+    step = results["iteration"]
+    assert set(step) == ITERATION_KEYS
+    per_iteration = bench.images_per_iteration(trainer.METHOD_PHASES["ics"], config.batch_size)
+    assert per_iteration == 5 * config.batch_size  # 2 pair phases of 2 batches, one binary
+    assert step["images_per_s"] == pytest.approx(step["iterations_per_s"] * per_iteration)
+    assert 0 <= step["host_overhead_fraction"] <= 1 and step["gflops"] > 0
+    rows = results["seeds"]
+    assert [r["num_seeds"] for r in rows] == list(config.num_seeds_list)
+    for r in rows:
+        assert r["ratio_to_one_seed"] == pytest.approx(
+            r["seed_iterations_per_s"] / r["one_seed_iterations_per_s"])
+    table = bench.table(results, config)
+    assert "| iterations/s |" in table and "| seeds | seed-iterations/s | x one seed |" in table
 
 
-def test_step_rates_are_sane(bench_run):
-    results, _ = bench_run
-    step = results["step"]
-    assert results["matmul_gflops"] > 0
-    assert step["compile_s"] > 0 and step["steps_per_s"] > 0 and step["gflops"] > 0
-    # Whole cycles: closeness and dispersion take 2 batches, the binary phase 1.
-    assert step["images_per_s"] == pytest.approx(step["steps_per_s"] * 5 / 3 * TINY["batch_size"])
-    assert step["fraction_of_peak"] == pytest.approx(step["gflops"] / results["matmul_gflops"])
-    assert step["fraction_of_peak"] > 0
-    assert step["peak_memory_bytes"] > 0
-    assert step["peak_memory_source"] in ("memory_analysis", "memory_stats")
-    assert step["host_overhead_fraction"] is not None  # the profiler trace was read
-    assert 0 <= step["host_overhead_fraction"] < 1
+def test_the_rate_skips_the_compiling_report_and_takes_the_median():
+    stamps = [(1, 10.0), (3, 11.0), (5, 12.0), (7, 13.0), (9, 18.0)]  # one slow report
+    assert bench.rate(stamps) == pytest.approx(2.0)  # 2 it/s; the first interval not counted
 
 
-def test_seeds_rows_cover_every_strategy_and_skip_the_ones_not_offered(bench_run):
-    results, _ = bench_run
-    rows = {(r["num_seeds"], r["strategy"]): r for r in results["seeds"]}
-    assert set(rows) == {(s, k) for s in NUM_SEEDS_LIST for k in (*STRATEGIES, "auto")}
-    for (num_seeds, strategy), row in rows.items():
-        if strategy in ("vmap", "sharded") and num_seeds > OTHERS_UP_TO:
-            assert "not offered on cpu" in row["skipped"], row
-            continue
-        assert "skipped" not in row, row
-        assert row["seed_steps_per_s"] > 0
-        assert row["ratio_to_sequential"] == pytest.approx(
-            row["seed_steps_per_s"] / row["sequential_seed_steps_per_s"])
-    for num_seeds in NUM_SEEDS_LIST:  # one yardstick per seed count, timed beside its rows
-        yardsticks = {r["sequential_seed_steps_per_s"] for (n, _), r in rows.items()
-                      if n == num_seeds and "skipped" not in r}
-        assert len(yardsticks) == 1
-    assert 0.5 < rows[1, "loop"]["ratio_to_sequential"] < 2
-    for num_seeds in NUM_SEEDS_LIST:
-        auto = rows[num_seeds, "auto"]
-        assert auto["chosen"] in (("loop",) if num_seeds == 1 else ("loop", "sequential"))
-        assert auto["seed_steps_per_s"] == rows[num_seeds, auto["chosen"]]["seed_steps_per_s"]
+def test_peer_rounds_alternate_and_give_ours_over_theirs(quick):
+    pytest.importorskip("torch")
+    config, results = quick
+    peer = results["peer"]
+    assert len(peer["ratios"]) == config.peer_rounds
+    assert peer["ratios"] == pytest.approx(
+        [a / b for a, b in zip(peer["ours_iterations_per_s"], peer["peer_iterations_per_s"],
+                               strict=True)])
+    assert peer["params"] == _our_parameter_count(config)
 
 
-def test_ssim_split_times_add_up(bench_run):
-    results, _ = bench_run
-    split = results["ssim_split"]
-    assert split["train_s"] > 0 and split["score_s"] > 0
-    assert results["ssim_split_s"] == pytest.approx(split["train_s"] + split["score_s"])
+@pytest.mark.parametrize("arg", [None, "quick"])
+def test_the_peer_network_has_our_parameter_count(arg):
+    pytest.importorskip("torch")
+    config = bench_config.get_config(arg)
+    net = torch_peer.make_net(tuple(config.conv_features), config.dense_features,
+                              config.latent_dim)
+    assert sum(p.numel() for p in net.parameters()) == _our_parameter_count(config)
 
 
-def test_prints_a_table_and_the_json_path(bench_run):
-    _, stdout = bench_run
-    assert "| seeds | strategy | seed-steps/s | x sequential |" in stdout
-    assert "bench.json" in stdout
+def test_a_config_the_benchmark_cannot_use_is_refused():
+    config = bench_config.get_config("quick")
+    config.timed_reports = 2
+    with pytest.raises(config_lib.ConfigError, match="timed_reports"):
+        bench._check(config)
+
+
+def _our_parameter_count(config) -> int:
+    t = trainer.make_trainer(config)
+    states = t.init_states(jax.random.key(0), 1, (28, 28, 1))
+    return sum(x.size for x in jax.tree.leaves(states.params))

@@ -1,4 +1,4 @@
-"""Losses, split, networks, the phase-switched step, loop forms and seed strategies."""
+"""Losses, split, networks, checkpoints and evaluation."""
 
 import math
 
@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import toy_data
 
-from ics_jax import checkpoint, evaluate, loops, losses, models, placement, seeds, train
+from ics_jax import autoencoder, checkpoint, evaluate, losses, models, seeds, train
 from ics_jax import split as split_lib
 
 BATCH = 8
@@ -20,23 +21,12 @@ def _tiny_net(distance="difference"):
     return models.OneClassNet(backbone, distance=distance)
 
 
-def _toy_data(key=0, n_typical=40, n_atypical=12, shape=(28, 28, 1)):
-    """Typical: a bright centre square plus a little noise; atypical: uniform noise."""
-    rng = np.random.default_rng(key)
-    typical = 0.05 * rng.random((n_typical,) + shape)
-    typical[:, 10:18, 10:18] += 0.9
-    atypical = rng.random((n_atypical,) + shape)
-    return train.SplitData(jnp.asarray(typical, jnp.float32), jnp.asarray(atypical, jnp.float32))
-
-
-def _setup(distance="difference", lr=1e-3, tx=None):
-    """Tiny net and step. Equivalence tests pass SGD: Adam's normalised update turns float
-    reassociation in near-zero gradients into differences of order `lr`."""
-    net = _tiny_net(distance)
-    tx = tx or train.make_optimizer(lr)
+def _trained_state():
+    """A tiny network's state after one ICS iteration on toy images."""
+    net, tx = _tiny_net(), train.make_optimizer(1e-3)
+    iteration = train.make_iteration(net, tx, batch_size=BATCH, weight_decay=1e-6)
     state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1))
-    step = train.make_train_step(net, tx, batch_size=BATCH, weight_decay=1e-6)
-    return net, tx, state, step
+    return jax.jit(iteration)(state, toy_data(), jax.random.key(7), 0)[0]
 
 
 # Losses -----------------------------------------------------------------------------------------
@@ -121,20 +111,6 @@ def test_autoencoder_reconstructs_the_input_shape_in_unit_range(shape):
     assert float(y.min()) > 0.0 and float(y.max()) < 1.0
 
 
-def test_autoencoder_training_split_over_devices_equals_one_device(monkeypatch):
-    images = np.asarray(_toy_data().typical)
-    ae = models.AutoEncoder(conv_features=(4, 4, 4, 4, 4), latent_channels=3)
-    train_ae = lambda: split_lib.train_autoencoder(  # noqa: E731
-        images, jax.random.key(0), num_steps=3, batch_size=BATCH, learning_rate=1e-4,
-        autoencoder=ae)[1]
-    split = train_ae()  # the batch over all 8 host devices
-    one_device = placement.seed_meshes(1, jax.local_devices()[:1])
-    monkeypatch.setattr(placement, "seed_meshes", lambda n: one_device)
-    single = train_ae()
-    assert {len(leaf.devices()) for leaf in jax.tree.leaves(split)} == {1}
-    chex.assert_trees_all_close(split, single, atol=1e-6)  # measured: 3e-8 apart
-
-
 def test_bce_keeps_a_gradient_where_a_saturated_sigmoid_stalls_mse():
     """An autoencoder whose output bias sits far negative returns all black: MSE's gradient on
     that bias vanishes (sigmoid saturated), cross-entropy's is minus the mean pixel."""
@@ -145,7 +121,7 @@ def test_bce_keeps_a_gradient_where_a_saturated_sigmoid_stalls_mse():
     params = jax.tree_util.tree_map_with_path(
         lambda path, v: jnp.full_like(v, -60.0) if path[0].key == last
         and path[-1].key == "bias" else v, params)
-    grads = {loss: jax.grad(lambda p, loss=loss: split_lib.reconstruction_loss(ae, p, x, loss))(
+    grads = {loss: jax.grad(lambda p, loss=loss: autoencoder.reconstruction_loss(ae, p, x, loss))(
         params)[last]["bias"] for loss in ("mse", "bce")}
     assert float(jnp.abs(grads["mse"]).max()) < 1e-12
     np.testing.assert_allclose(grads["bce"], -x.mean(), rtol=1e-3)
@@ -161,135 +137,10 @@ def test_symmetric_distance_heads_ignore_argument_order():
         np.testing.assert_allclose(d_ij, d_ji, rtol=1e-6)
 
 
-# The phase-switched step -----------------------------------------------------------------------
-
-def _opt_counts(state):
-    return [int(s[0].count) for s in state.opt_states]  # adam's ScaleByAdamState.count
-
-
-def test_switch_runs_the_phase_of_the_step_and_compiles_once():
-    _, _, state, step = _setup()
-    data, key = _toy_data(), jax.random.key(1)
-    traced = chex.assert_max_traces(step, n=1)
-    jitted = jax.jit(traced)
-    for t in range(6):
-        before = _opt_counts(state)
-        state, metrics = jitted(state, data, key, jnp.int32(t))
-        after = _opt_counts(state)
-        changed = [a - b for a, b in zip(after, before, strict=True)]
-        assert changed == [int(k == t % 3) for k in range(3)]
-        assert metrics.shape == (2,) and np.isfinite(metrics).all()  # loss, gradient norm
-
-
-def test_static_phase_equals_switched_phase():
-    _, _, state, step = _setup(tx=optax.sgd(0.05))
-    data, key = _toy_data(), jax.random.key(2)
-    for t in range(3):
-        switched, m_a = jax.jit(step)(state, data, key, jnp.int32(t))
-        static, m_b = jax.jit(step, static_argnums=4)(state, data, key, jnp.int32(t), t)
-        chex.assert_trees_all_close(switched, static, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(m_a, m_b, rtol=1e-5)
-
-
-def test_intra_class_loss_falls_on_a_toy_set():
-    _, _, state, step = _setup(lr=3e-3)
-    data, key = _toy_data(), jax.random.key(3)
-    chunk = loops.make_chunk(lambda s, t, phase, d: step(s, d, key, t, phase), "unrolled", 3, 3)
-    history = []
-    for start in range(0, 90, 3):
-        state, m = chunk(state, jnp.int32(start), data)
-        history.append(float(m[1, 0]))  # the intra-class phase's loss in each iteration
-    assert np.mean(history[-5:]) < 0.5 * np.mean(history[:5])
-
-
-@pytest.mark.parametrize("loop_form", ["python", "scan"])
-def test_loop_forms_agree_with_unrolled(loop_form):
-    _, _, state, step = _setup(tx=optax.sgd(0.05))
-    data, key = _toy_data(), jax.random.key(4)
-    fn = lambda s, t, phase, d: step(s, d, key, t, phase)  # noqa: E731
-    kwargs = dict(chunk_size=3, report_every=6, cycle=3, consts=(data,))
-    copy = lambda: jax.tree.map(jnp.copy, state)  # noqa: E731  (the loops donate their carry)
-    ref, m_ref = loops.run(fn, copy(), 0, 6, loop_form="unrolled", **kwargs)
-    out, m_out = loops.run(fn, copy(), 0, 6, loop_form=loop_form, **kwargs)
-    chex.assert_trees_all_close(ref.params, out.params, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(m_ref, m_out, rtol=1e-4)
-
-
-def test_every_strategy_equals_single_runs_with_a_seed_count_that_needs_padding():
-    """3 seeds: `sharded` pads them to the 8 host devices (conftest) and drops the padding."""
-    assert jax.device_count() == 8
-    net, tx, _, step = _setup(tx=optax.sgd(0.05))
-    data = _toy_data()
-    init_keys = jax.random.split(jax.random.key(5), 3)
-    seed_keys = jax.random.split(jax.random.key(6), 3)
-    states = [train.init_state(net, tx, k, (28, 28, 1)) for k in init_keys]
-    kwargs = dict(loop_form="unrolled", chunk_size=3, report_every=6, cycle=3)
-    reported = {}
-    results = {s: seeds.run_seeds(step, seeds.stack(states), data, seed_keys, 0, 6, strategy=s,
-                                  on_report=lambda e, st, m, s=s: reported.setdefault(s, m.shape),
-                                  **kwargs) for s in seeds.STRATEGIES}
-    assert all(shape == (6, 3, 2) for shape in reported.values())  # no padding seeds reported
-    for i in range(3):
-        single = seeds.run_seeds(step, seeds.stack(states[i:i + 1]), data, seed_keys[i:i + 1],
-                                 0, 6, strategy="loop", **kwargs)
-        for strategy, stacked in results.items():
-            assert jax.tree.leaves(stacked)[0].shape[0] == 3
-            chex.assert_trees_all_close(seeds.unstack(stacked, 3)[i].params,
-                                        seeds.unstack(single, 1)[0].params,
-                                        rtol=1e-4, atol=1e-5, custom_message=strategy)
-
-
-def test_seed_meshes_give_each_seed_its_own_devices_and_share_them_beyond_the_count():
-    d = jax.local_devices()
-    assert len(d) == 8
-    (one,) = placement.seed_meshes(1)
-    assert one.devices.tolist() == d
-    assert [m.devices.tolist() for m in placement.seed_meshes(3)] == [d[0:2], d[2:4], d[4:6]]
-    ten = placement.seed_meshes(10)
-    assert [m.devices.tolist() for m in ten] == [[d[i % 8]] for i in range(10)]
-    assert ten[0] is ten[8]  # the same devices, the same mesh: one compiled program
-
-
-def test_a_step_on_a_device_group_splits_its_batch_and_equals_the_one_device_step():
-    _, _, state, step = _setup(tx=optax.sgd(0.05))
-    data, key = _toy_data(), jax.random.key(4)
-    fn = jax.jit(lambda s, d, k: step(s, d, k, 0, 0))  # closeness: 2 x BATCH images
-    plain, _ = fn(state, data, key)
-    mesh = placement.seed_meshes(2)[0]
-    assert mesh.size == 4
-    with jax.set_mesh(mesh):
-        args = placement.place((state, data, key), mesh)
-        hlo = fn.lower(*args).compile().as_text()
-        split, _ = fn(*args)
-    assert "all-reduce" in hlo  # each device's share of the gradient, summed
-    chex.assert_trees_all_close(split.params, plain.params, rtol=1e-4, atol=1e-6)
-
-
-def test_candidate_strategies_never_let_processes_disagree_nor_vmap_convs_on_a_cpu():
-    assert seeds.candidate_strategies("gpu", 1, 1) == ("vmap", "loop")
-    assert seeds.candidate_strategies("tpu", 8, 1) == ("sharded", "loop", "sequential")
-    assert seeds.candidate_strategies("tpu", 8, 2) == ("sharded",)
-    assert seeds.candidate_strategies("cpu", 8, 2) == ("sharded",)
-    assert seeds.candidate_strategies("cpu", 8, 1) == ("loop", "sequential")
-    assert seeds.candidate_strategies("cpu", 1, 1) == ("loop",)
-
-
-def test_auto_measures_each_candidate_and_leaves_the_states_untouched(monkeypatch):
-    monkeypatch.setattr(seeds, "candidate_strategies", lambda: ("sharded", "loop"))
-    _, _, state, step = _setup(tx=optax.sgd(0.05))
-    states = seeds.stack([state, state])
-    before = jax.tree.map(np.asarray, states)
-    best, rates = seeds.choose_strategy(step, states, _toy_data(),
-                                        jax.random.split(jax.random.key(0), 2),
-                                        loop_form="unrolled", chunk_size=3, cycle=3)
-    assert set(rates) == {"sharded", "loop"}
-    assert best == max(rates, key=rates.get) and all(r > 0 for r in rates.values())
-    chex.assert_trees_all_equal(jax.tree.map(np.asarray, states), before)
-
+# Checkpoints -----------------------------------------------------------------------------------
 
 def test_checkpoint_round_trips_state_and_optimizer_classes(tmp_path):
-    _, tx, state, step = _setup()
-    state, _ = jax.jit(step)(state, _toy_data(), jax.random.key(7), jnp.int32(0))
+    state = _trained_state()
     stacked = seeds.stack([state, state])
     mngr = checkpoint.manager(str(tmp_path / "ckpt"))
     checkpoint.save(mngr, 3, stacked, force=True)
@@ -299,7 +150,6 @@ def test_checkpoint_round_trips_state_and_optimizer_classes(tmp_path):
     restored = checkpoint.restore(mngr, 3, like)
     chex.assert_trees_all_equal(restored, stacked)
     assert isinstance(restored.opt_states[0][0], optax.ScaleByAdamState)
-    del tx
 
 
 # Evaluation ------------------------------------------------------------------------------------
@@ -326,7 +176,7 @@ def test_authors_protocol_takes_the_first_30_percent_of_each_label():
 
 
 def test_unreadable_checkpoint_is_reported_and_skipped_for_the_previous(tmp_path, caplog):
-    _, _, state, _ = _setup()
+    state = _trained_state()
     mngr = checkpoint.manager(str(tmp_path / "ckpt"), keep=3)
     older = jax.tree.map(lambda x: x + 1 if x.dtype == jnp.float32 else x, state)
     checkpoint.save(mngr, 3, older, force=True)

@@ -8,7 +8,7 @@ import pytest
 from conftest import apply_tiny
 
 from ics_jax import data as data_lib
-from ics_jax import default_config, pipeline
+from ics_jax import default_config, outputs, pipeline, seeds, trainer
 
 
 def _synthetic(n_train=48, n_test=40, seed=0) -> data_lib.OneClassData:
@@ -45,27 +45,55 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path):
     config = _config(learning_rate=math.inf)
-    with pytest.raises(pipeline.NonFiniteError,
+    with pytest.raises(trainer.NonFiniteError,
                        match=r"non-finite (closeness|intra_class|dispersion) "
                              r"(loss|gradient norm) at iteration \d+ of seed \d+"):
         pipeline.run_experiment(config, str(tmp_path), data=_synthetic())
     assert not (tmp_path / "results.json").exists()
 
 
-def test_accelerator_path_matches_cpu_path(tmp_path):
-    """`vmap` + `scan` (the accelerator defaults) give the AUCs of `loop` + `unrolled`.
+def test_mesh_placement_gives_the_aucs_of_the_cpu_loop(tmp_path, monkeypatch):
+    """The accelerator and multi-host placement, on the 8 host devices of the tests.
 
     A small learning rate: Adam turns float noise between the two programs into updates of
     size `lr` wherever a gradient is near zero, and a 4-channel net's near-tied scores then
-    reorder; training equivalence itself is tested with SGD in test_core."""
+    reorder; training equivalence itself is tested with SGD in test_seeds."""
     data = _synthetic()
-    settings = dict(learning_rate=1e-5)
-    cpu = pipeline.run_experiment(_config(strategy="loop", loop_form="unrolled", **settings),
-                                  str(tmp_path / "cpu"), data=data)
-    accel = pipeline.run_experiment(_config(strategy="vmap", loop_form="scan", **settings),
-                                    str(tmp_path / "accel"), data=data)
-    np.testing.assert_allclose(accel["auc"], cpu["auc"], atol=0.02)
-    assert accel["strategy"] == "vmap" and accel["loop_form"] == "scan"
+    loop = pipeline.run_experiment(_config(learning_rate=1e-5), str(tmp_path / "loop"),
+                                   data=data)
+    monkeypatch.setattr(seeds, "placement", lambda: "mesh")
+    mesh = pipeline.run_experiment(_config(learning_rate=1e-5), str(tmp_path / "mesh"),
+                                   data=data)
+    np.testing.assert_allclose(mesh["auc"], loop["auc"], atol=0.02)
+    assert (loop["placement"], mesh["placement"]) == ("loop", "mesh")
+
+
+def test_a_finished_run_is_returned_unchanged_and_another_config_is_refused(tmp_path):
+    data, workdir = _synthetic(), tmp_path / "run"
+    first = pipeline.run_experiment(_config(), str(workdir), data=data)
+    stamps = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+    again = pipeline.run_experiment(_config(log_every=1), str(workdir), data=data)
+    assert again == first
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == stamps
+    with pytest.raises(pipeline.config_lib.ConfigError, match="rho=0.1, not 0.2"):
+        pipeline.run_experiment(_config(rho=0.2), str(workdir), data=data)
+
+
+def test_output_files_are_readable_by_everyone_the_umask_allows(tmp_path):
+    pipeline.run_experiment(_config(num_seeds=1), str(tmp_path / "run"), data=_synthetic())
+    for name in ("config.json", "results.json", "split.npz", "typical_atypical.png"):
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o666 & ~outputs._UMASK
+
+
+def test_diagnostic_test_curve_and_authors_protocol_use_the_reports(tmp_path):
+    results = pipeline.run_experiment(_config(test_curve=True, authors_protocol=True),
+                                      str(tmp_path / "run"), data=_synthetic())
+    curve = results["test_curve"]
+    assert curve["iterations"] == [1, 2, 4]  # the first iteration, then every log_every=2
+    assert np.asarray(curve["auc"]).shape == (3, 2)  # reports x seeds
+    assert curve["auc"][-1] == results["auc"]  # the last report holds the final parameters
+    protocol = results["authors_protocol"]
+    assert all(i in curve["iterations"] for i in protocol["selected_iteration"])
 
 
 @pytest.mark.parametrize("override, message", [

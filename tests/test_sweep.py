@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from conftest import apply_tiny, write_idx_set
 
+from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import default_config, paper, pipeline, report, sweep
+from ics_jax import split as split_lib
 
 
 @pytest.fixture
@@ -81,9 +83,9 @@ def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, da
     by_method = {(c.method, c.rho): r for c, r in results.items()}
     ssim = by_method[("ssim", None)]
     assert ssim["auc_mean"] == by_method[("ics", 0.1)]["ssim_auc"]
-    class_split = pipeline.load_split(f"{workdir}/mnist/0/split.npz")
+    class_split = split_lib.load(f"{workdir}/mnist/0/split.npz")
     for rho in (0.1, 0.2):
-        cell_split = pipeline.load_split(sweep.Cell("mnist", 0, "ics", rho).directory(workdir)
+        cell_split = split_lib.load(sweep.Cell("mnist", 0, "ics", rho).directory(workdir)
                                          + "/split.npz")
         np.testing.assert_array_equal(cell_split.scores, class_split.scores)
         assert cell_split.atypical.size == round(rho * class_split.scores.size)
@@ -97,7 +99,7 @@ def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, da
 def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
     workdir = str(tmp_path / "sweep")
     sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
-    with pytest.raises(sweep.SweepError, match="ocsvm_nu=0.15, not 0.3"):
+    with pytest.raises(config_lib.ConfigError, match="ocsvm_nu=0.15, not 0.3"):
         sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", ocsvm_nu=0.3),
                         workdir)
     # An execution-only key (how often to log), or a split key for a method without the split,
@@ -109,7 +111,7 @@ def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
     old = json.loads(cell_config.read_text())
     del old["baseline_inputs"]
     cell_config.write_text(json.dumps(old))
-    with pytest.raises(sweep.SweepError, match="baseline_inputs=None"):
+    with pytest.raises(config_lib.ConfigError, match="baseline_inputs=None"):
         sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
 
 

@@ -1,6 +1,6 @@
 """What the per-dataset configs share: the library defaults plus the `quick` job."""
 
-from ics_jax.config import default_config
+from ics_jax.config import ConfigError, default_config
 
 
 def make(dataset: str, arg: str | None):
@@ -11,5 +11,5 @@ def make(dataset: str, arg: str | None):
         config.num_seeds = 1
         config.num_iterations = 300
     elif arg is not None:
-        raise ValueError(f"unknown config argument {arg!r}; the only one is 'quick'")
+        raise ConfigError(f"unknown config argument {arg!r}; the only one is 'quick'")
     return config

@@ -9,7 +9,7 @@ is the budget measured on a 2-core CPU (see the README); narrow with
 """
 
 from ics_jax import sweep
-from ics_jax.config import default_config
+from ics_jax.config import ConfigError, default_config
 
 
 def get_config(arg: str | None = None):
@@ -17,7 +17,7 @@ def get_config(arg: str | None = None):
     if arg == "cpu":
         cpu_budget(config)
     elif arg is not None:
-        raise ValueError(f"unknown config argument {arg!r}; the only one is 'cpu'")
+        raise ConfigError(f"unknown config argument {arg!r}; the only one is 'cpu'")
     return config
 
 

@@ -1,0 +1,55 @@
+"""The default command at the default model size, on the default devices, on a busy machine.
+
+`experiments.run --config mnist.py:quick`, cut to a few steps, first alone, then beside a
+CPU-bound process: both finish with the same AUC, to the last digit. The process boundary is
+the point: each run sets up its devices as a user's command does (no `XLA_FLAGS`; the tests'
+own process has 8 host devices, and XLA's CPU sums come out in another order there).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _mnist_like(path: pathlib.Path) -> pathlib.Path:
+    """An `.npz` of 28x28 images, 40 training and 20 test images per class."""
+    rng = np.random.default_rng(0)
+    x_train = rng.integers(0, 256, (400, 28, 28), dtype=np.uint8)
+    x_test = rng.integers(0, 256, (200, 28, 28), dtype=np.uint8)
+    np.savez(path, x_train=x_train, y_train=np.arange(400) % 10, x_test=x_test,
+             y_test=np.arange(200) % 10)
+    return path
+
+
+OVERRIDES = {"ae_num_steps": 4, "num_iterations": 3, "log_every": 3}
+
+
+def test_the_default_run_finishes_beside_a_cpu_hog_with_the_quiet_result(tmp_path):
+    npz = _mnist_like(tmp_path / "mnist_like.npz")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the default devices
+    env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+
+    def run(name: str) -> dict:
+        command = [sys.executable, "-m", "experiments.run", "--config", "mnist.py:quick",
+                   "--workdir", str(tmp_path / name), f"--config.data_dir={npz}",
+                   *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((tmp_path / name / "results.json").read_text())
+
+    quiet = run("quiet")  # also fills the compilation cache the busy run then reads
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = run("busy")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert busy["num_devices"] == 1 and busy["placement"] == "loop"
+    assert (busy["auc"], busy["ssim_auc"]) == (quiet["auc"], quiet["ssim_auc"])

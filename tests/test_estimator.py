@@ -1,0 +1,136 @@
+"""The estimators: fit on normal images, rank anomalies higher, flag `contamination`, save and
+load bit for bit, and one clear error for each bad input."""
+
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from conftest import TINY
+
+import ics_jax
+from ics_jax import checkpoint, evaluate
+
+# Tiny networks, one seed, a few iterations: seconds on a CPU.
+SETTINGS = {**{k: v for k, v in TINY.items() if k not in ("log_every", "checkpoint_every")},
+            "num_seeds": 1, "num_iterations": 60, "log_every": 20, "learning_rate": 3e-3,
+            "ae_num_steps": 30}
+
+
+def _images(kind: str, n: int, seed: int) -> np.ndarray:
+    """uint8 `[n, 28, 28]`: a bright square under noise, of a random level up to 40 in normal
+    images (the noisiest are the atypical ones), of 90 in anomalies."""
+    rng = np.random.default_rng(seed)
+    base = np.full((n, 28, 28), 20.0)
+    base[:, 8:20, 8:20] = 200
+    level = rng.uniform(0, 40, (n, 1, 1)) if kind == "normal" else np.full((n, 1, 1), 90.0)
+    return np.clip(base + level * rng.standard_normal((n, 28, 28)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """An ICS fitted on 96 normal images, and a test set of 20 normal and 20 anomalies."""
+    model = ics_jax.ICS(**SETTINGS).fit(_images("normal", 96, 0))
+    test = np.concatenate([_images("normal", 20, 1), _images("anomaly", 20, 2)])
+    return model, test, np.repeat([0, 1], 20)
+
+
+def test_anomalies_rank_higher_and_predict_flags_the_contamination(fitted):
+    model, test, labels = fitted
+    scores = model.decision_function(test)
+    assert scores.shape == (40,) and evaluate.auc(labels, scores) > 0.9
+    assert model.decision_scores_.shape == (96,)
+    flagged = model.predict(_images("normal", 96, 0)).mean()
+    assert flagged == pytest.approx(model.contamination, abs=0.03)  # rho = 0.1 by default
+    assert set(np.unique(model.predict(test))) <= {0, 1}
+    ssim = model.ssim_score(test)  # the split's own score: normal images reconstruct better
+    assert evaluate.auc(labels, -ssim) > 0.8
+
+
+def test_float_and_channel_last_inputs_score_like_uint8(fitted):
+    model, test, _ = fitted
+    as_float = test[..., None].astype(np.float32) / 255
+    np.testing.assert_array_equal(model.decision_function(as_float),
+                                  model.decision_function(test))
+
+
+def test_save_then_load_gives_bit_identical_scores(fitted, tmp_path):
+    model, test, _ = fitted
+    model.save(str(tmp_path / "model"))
+    loaded = ics_jax.ICS.load(str(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.decision_function(test), model.decision_function(test))
+    np.testing.assert_array_equal(loaded.ssim_score(test), model.ssim_score(test))
+    np.testing.assert_array_equal(loaded.decision_scores_, model.decision_scores_)
+    assert loaded.threshold_ == model.threshold_ and loaded.config == model.config
+
+
+def test_an_interrupted_save_leaves_the_previous_save_readable(fitted, tmp_path, monkeypatch):
+    model, test, _ = fitted
+    path = str(tmp_path / "model")
+    model.save(path)
+
+    def broken_save(*args, **kwargs):  # the process dies half way through the new save
+        (tmp_path / "model" / "2.orbax-checkpoint-tmp-0").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ics_jax.ICS.load(path).decision_function(test),
+                                  model.decision_function(test))
+
+
+def test_unreadable_saves_name_the_path(fitted, tmp_path):
+    model, _, _ = fitted
+    with pytest.raises(checkpoint.ModelFileError, match="no such folder"):
+        ics_jax.ICS.load(str(tmp_path / "nothing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(checkpoint.ModelFileError, match="holds no saved model"):
+        ics_jax.ICS.load(str(tmp_path / "empty"))
+    path = tmp_path / "truncated"
+    model.save(str(path))
+    for f in pathlib.Path(path).rglob("*"):
+        if f.is_file() and "arrays" in f.parts:
+            f.write_bytes(f.read_bytes()[:7])
+    with pytest.raises(checkpoint.ModelFileError, match="cannot be read") as error:
+        ics_jax.ICS.load(str(path))
+    assert str(path) in str(error.value)
+    other = tmp_path / "other"
+    model.save(str(other))
+    with pytest.raises(checkpoint.ModelFileError, match="holds a ICS"):
+        ics_jax.DeepSVDD.load(str(other))
+    shutil.rmtree(other)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((4, 28, 28, 1, 1), np.uint8), "expected a non-empty"),
+    (np.zeros((4, 28, 28), np.int64), "dtype int64"),
+    (np.full((4, 28, 28), 2.0, np.float32), "must lie in \\[0, 1\\]"),
+    (np.zeros((4, 32, 32, 3), np.uint8), "fitted on 28x28x1"),
+])
+def test_bad_inputs_raise_one_value_error_saying_what_works(fitted, images, message):
+    model, _, _ = fitted
+    with pytest.raises(ValueError, match=message):
+        model.decision_function(images)
+
+
+def test_fit_refuses_fewer_images_than_a_batch_and_unknown_keys():
+    with pytest.raises(ValueError, match="fewer than batch_size=8"):
+        ics_jax.ICS(**SETTINGS).fit(_images("normal", 5, 0))
+    with pytest.raises(ValueError, match="unknown config key 'num_seed'"):
+        ics_jax.ICS(num_seed=2)
+    with pytest.raises(ValueError, match="not fitted yet"):
+        ics_jax.ICS(**SETTINGS).decision_function(_images("normal", 5, 0))
+
+
+@pytest.mark.parametrize("cls", [ics_jax.AutoencoderSSIM, ics_jax.DeepSVDD])
+def test_the_baseline_detectors_have_the_same_form(cls, tmp_path):
+    settings = {**SETTINGS, "dsvdd_ae_num_steps": 20, "dsvdd_num_steps": 20}
+    model = cls(**settings).fit(_images("normal", 64, 0))
+    test = np.concatenate([_images("normal", 10, 1), _images("anomaly", 10, 2)])
+    scores = model.decision_function(test)
+    assert scores.shape == (20,) and model.predict(test).shape == (20,)
+    model.save(str(tmp_path / "model"))
+    np.testing.assert_array_equal(cls.load(str(tmp_path / "model")).decision_function(test),
+                                  scores)

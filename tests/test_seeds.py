@@ -1,0 +1,123 @@
+"""One ICS iteration and how the seeds run it: phases, compilation, placements, determinism."""
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+from conftest import toy_data
+
+from ics_jax import models, seeds, train
+
+BATCH = 8
+
+
+def _iteration(tx=None, phases=train.PHASES):
+    """A tiny network's iteration and a fresh state. Equivalence tests pass SGD: Adam's
+    normalised update turns float reassociation in near-zero gradients into differences of
+    order `lr`."""
+    net = models.OneClassNet(models.AlexNet(conv_features=(4, 4, 4, 4, 4), dense_features=8,
+                                            latent_dim=4))
+    tx = tx or train.make_optimizer(1e-3)
+    iteration = train.make_iteration(net, tx, batch_size=BATCH, weight_decay=1e-6,
+                                     phases=phases)
+    return net, tx, iteration
+
+
+def _states(net, tx, num_seeds, phases=train.PHASES):
+    return seeds.stack([train.init_state(net, tx, k, (28, 28, 1), phases)
+                        for k in jax.random.split(jax.random.key(5), num_seeds)])
+
+
+def _adam_counts(state):
+    return [int(np.asarray(s[0].count).max()) for s in state.opt_states]
+
+
+def test_an_iteration_steps_every_phase_once_with_its_own_optimizer_state():
+    net, tx, iteration = _iteration()
+    state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1))
+    state, metrics = jax.jit(iteration)(state, toy_data(), jax.random.key(1), 0)
+    assert _adam_counts(state) == [1, 1, 1]
+    assert metrics.shape == (3, 2) and np.isfinite(metrics).all()  # phase x (loss, grad norm)
+    single = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), ("intra_class",))
+    _, _, binary_only = _iteration(phases=("intra_class",))
+    single, metrics = jax.jit(binary_only)(single, toy_data(), jax.random.key(1), 0)
+    assert _adam_counts(single) == [1] and metrics.shape == (1, 2)
+
+
+def test_pair_phases_draw_distinct_members_and_the_binary_batch_is_half_atypical():
+    data = toy_data()
+    for phase, pool in (("closeness", data.typical), ("dispersion", data.atypical)):
+        images, labels = train.phase_batch(phase, data, jax.random.key(3), BATCH)
+        assert labels is None and images.shape == (2 * BATCH, 28, 28, 1)
+        members = [[int(np.argmin(np.abs(pool - x).sum(axis=(1, 2, 3)))) for x in half]
+                   for half in (images[:BATCH], images[BATCH:])]
+        assert all(i != j for i, j in zip(*members, strict=True))
+    images, labels = train.phase_batch("intra_class", data, jax.random.key(3), BATCH)
+    assert labels.tolist() == [False] * (BATCH // 2) + [True] * (BATCH // 2)
+    assert float(images[:BATCH // 2].mean()) < float(images[BATCH // 2:].mean())  # noise
+
+
+def test_intra_class_loss_falls_on_a_toy_set():
+    net, tx, iteration = _iteration(tx=train.make_optimizer(1e-2))
+    state = seeds.stack([train.init_state(net, tx, jax.random.key(0), (28, 28, 1))])
+    history = []
+    seeds.run(iteration, state, toy_data(), jax.random.split(jax.random.key(3), 1), 0, 30,
+              report_every=1, on_report=lambda end, s, m: history.append(float(m[0, 0, 1, 0])))
+    assert np.mean(history[-5:]) < 0.6 * np.mean(history[:5])  # measured: 0.59 -> 0.28
+
+
+@pytest.mark.parametrize("where", seeds.PLACEMENTS)
+def test_a_run_compiles_its_iteration_once_for_every_seed_and_report(where):
+    chex.clear_trace_counter()  # the counter is keyed by the function's code, shared by params
+    net, tx, iteration = _iteration()
+    traced = chex.assert_max_traces(iteration, n=1)
+    seeds.run(traced, _states(net, tx, 2), toy_data(), jax.random.split(jax.random.key(0), 2),
+              0, 4, report_every=2, where=where)
+
+
+def test_reports_come_at_multiples_and_a_fresh_cpu_run_reports_its_first_iteration():
+    assert list(seeds._reports(0, 7, 3)) == [(0, 3), (3, 6), (6, 7)]
+    assert list(seeds._reports(4, 5, 3)) == [(4, 6), (6, 9)]  # a resume realigns
+    assert list(seeds._reports(0, 7, 3, lead=True)) == [(0, 1), (1, 3), (3, 6), (6, 7)]
+    assert list(seeds._reports(3, 4, 3, lead=True)) == [(3, 6), (6, 7)]
+
+
+@pytest.mark.parametrize("per_call", [1, 3])  # one iteration per program (CPU); a scan of 3
+def test_the_mesh_placement_equals_a_loop_over_seeds_with_padding(monkeypatch, per_call):
+    """3 seeds over the 8 host devices (conftest): five of them run padding copies of seed 0."""
+    assert jax.device_count() == 8
+    monkeypatch.setattr(seeds, "iterations_per_call", lambda report_every: per_call)
+    net, tx, iteration = _iteration(tx=optax.sgd(0.05))
+    keys = jax.random.split(jax.random.key(6), 3)
+    reported = {}
+
+    def run(where):
+        return seeds.run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 6, report_every=3,
+                         where=where,
+                         on_report=lambda e, s, m: reported.setdefault((where, e), m.shape))
+
+    loop, mesh = run("loop"), run("mesh")
+    assert reported[("mesh", 6)] == (3, 3, 3, 2)  # [iterations, seeds, phases, 2]: no padding
+    assert reported[("loop", 1)] == (1, 3, 3, 2) and reported[("loop", 6)] == (3, 3, 3, 2)
+    chex.assert_trees_all_close(loop.params, mesh.params, rtol=1e-4, atol=1e-6)
+
+
+def test_seed_i_of_a_stacked_run_equals_a_run_of_seed_i_alone_and_repeats_bit_for_bit():
+    net, tx, iteration = _iteration()
+    keys = jax.random.split(jax.random.key(6), 3)
+    states = _states(net, tx, 3)
+    stacked = seeds.run(iteration, states, toy_data(), keys, 0, 3, report_every=3)
+    again = seeds.run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 3, report_every=3)
+    chex.assert_trees_all_equal(stacked, again)
+    alone = seeds.run(iteration, seeds.take(jax.tree.map(lambda x: x[1:], _states(net, tx, 3)),
+                                            1), toy_data(), keys[1:2], 0, 3, report_every=3)
+    chex.assert_trees_all_equal(seeds.unstack(stacked, 3)[1], seeds.unstack(alone, 1)[0])
+
+
+def test_placement_follows_the_backend_and_the_process_count_alone():
+    assert seeds.placement("cpu", 1) == "loop"
+    assert seeds.placement("cpu", 2) == "mesh"
+    assert seeds.placement("gpu", 1) == "mesh" and seeds.placement("tpu", 4) == "mesh"
+    assert seeds.iterations_per_call(100, "cpu") == 1
+    assert seeds.iterations_per_call(100, "gpu") == 100
