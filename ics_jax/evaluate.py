@@ -26,6 +26,14 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(np.asarray(labels), scores))
 
 
+def rank_average(*scores: np.ndarray) -> np.ndarray:
+    """Returns the mean over `scores` (each `[M]`, higher = more anomalous) of each image's rank
+    among the M, as a fraction in (0, 1]: a combination that no score's scale dominates."""
+    from scipy.stats import rankdata
+
+    return np.mean([rankdata(s) / len(s) for s in scores], axis=0)
+
+
 def summarize(aucs: list[float]) -> dict:
     """Returns `{'auc': [...], 'auc_mean', 'auc_std'}` (population std, as over seeds)."""
     values = np.asarray(aucs, dtype=np.float64)
@@ -60,20 +68,30 @@ class TestCurve:
         self.labels, self.path = np.asarray(labels), path
         self.valid = authors_protocol_split(self.labels)
         self.points = []  # per report: {iteration, auc [S], authors_valid [S], authors_rest [S]}
+        self.scores = {}  # iteration -> [S, M] scores, kept beside as `<path>.npz`
         if os.path.exists(path):
             with open(path) as f:
                 self.points = json.load(f)
+        if os.path.exists(path + ".npz"):
+            with np.load(path + ".npz") as f:
+                self.scores = {int(k): f[k] for k in f.files}
 
     def add(self, iteration: int, scores: list[np.ndarray], write=None) -> None:
-        """Records the per-seed `[M]` scores after `iteration`; `write(path, obj)` saves."""
+        """Records the per-seed `[M]` scores after `iteration`; with `write`, saves the points
+        (`write(path, points)`) and the scores (`path.npz`, one `[S, M]` array per iteration)."""
+        from ics_jax import outputs
+
         rest = ~self.valid
         self.points = [p for p in self.points if p["iteration"] < iteration]
         self.points.append({
             "iteration": iteration, "auc": [auc(self.labels, s) for s in scores],
             "authors_valid": [auc(self.labels[self.valid], s[self.valid]) for s in scores],
             "authors_rest": [auc(self.labels[rest], s[rest]) for s in scores]})
+        self.scores = {k: v for k, v in self.scores.items() if k < iteration}
+        self.scores[iteration] = np.asarray(scores, np.float32)
         if write is not None:
             write(self.path, self.points)
+            outputs.write_npz(self.path + ".npz", **{str(k): v for k, v in self.scores.items()})
 
     def summary(self) -> dict:
         """Returns `{iterations: [R], auc: [R][S]}`."""

@@ -198,8 +198,12 @@ def _train_networks(config, workdir, data, split, init_key, train_key, progress,
         on_report=on_report)
     scores = trainer_lib.test_scores(trainer, states, data.x_test)
     extra = {"placement": trainer_lib.seeds.placement()}
-    if len(scores) > 1:  # the seeds' mean logit as one detector
-        extra["ensemble_auc"] = evaluate.auc(data.y_test, np.mean(scores, axis=0))
+    ensemble = np.mean(scores, axis=0)  # the seeds' mean logit as one detector
+    if len(scores) > 1:
+        extra["ensemble_auc"] = evaluate.auc(data.y_test, ensemble)
+    if split is not None and split.test_scores is not None:  # a named variant: with the SSIM
+        extra["ssim_rank_average_auc"] = evaluate.auc(data.y_test, evaluate.rank_average(
+            ensemble, baselines.ssim_anomaly_scores(split)))
     if writer is not None:
         writer.scalars(config.num_iterations,
                        {"test/auc_mean": float(np.mean([evaluate.auc(data.y_test, s)
