@@ -1,17 +1,18 @@
 """ics-jax: deep one-class classification by intra-class splitting (Schlachter et al., 2019).
 
-The pieces, one module each: `data` (datasets as arrays), `models` (backbones, heads, the split
-autoencoder), `losses` (equations 2-4), `autoencoder` (training the split autoencoder), `split`
-(the SSIM split), `train` (one ICS iteration), `seeds` (how the seeds run), `trainer` (a config's
-networks trained), `checkpoint` (Orbax), `evaluate` (AUC), `pipeline` (one experiment end to
-end), `estimator` (`ICS`, `DeepSVDD`, `AutoencoderSSIM`: fit, score, save, load), `paper` (the
-paper's Table 1), `xla` (compiler options).
+The pieces, one module each: `data` (datasets as arrays), `files` (raw file formats), `models`
+(backbones, heads, the split autoencoder), `losses` (equations 2-4), `autoencoder` (training the
+split autoencoder), `split` (the SSIM split), `train` (one ICS iteration), `seeds` (how the seeds
+run), `trainer` (a config's networks trained), `checkpoint` (Orbax), `evaluate` (AUC),
+`pipeline` (one experiment end to end), `estimator` (`ICS`, `DeepSVDD`, `AutoencoderSSIM`: fit,
+score, save, load), `paper` (the paper's Table 1), `xla` (compiler options).
 """
 
 from ics_jax.config import default_config
 from ics_jax.data import DataError, load_one_class
 from ics_jax.estimator import ICS, AutoencoderSSIM, DeepSVDD
+from ics_jax.files import load_images
 from ics_jax.pipeline import run_experiment
 
-__all__ = ["ICS", "AutoencoderSSIM", "DataError", "DeepSVDD", "default_config",
+__all__ = ["ICS", "AutoencoderSSIM", "DataError", "DeepSVDD", "default_config", "load_images",
            "load_one_class", "run_experiment"]

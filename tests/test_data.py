@@ -10,7 +10,7 @@ import pytest
 from conftest import idx_bytes, write_idx_set
 from PIL import Image
 
-from ics_jax import data
+from ics_jax import data, files
 from ics_jax.data import Arrays, DataError
 
 RNG = np.random.default_rng(0)
@@ -128,9 +128,9 @@ def test_image_folder_rgb_class_names_and_nested_root(tmp_path):
 
 def test_class_order_fashion_names_and_fallback_to_sorted():
     fashion = ["Ankle_boot", "T-shirt_top", "sneaker"]
-    assert data._class_index(fashion, "fashion_mnist") == {
+    assert files.class_index(fashion, data.known_names("fashion_mnist")) == {
         "Ankle_boot": 9, "T-shirt_top": 0, "sneaker": 7}
-    assert data._class_index(["dog", "zebra", "cat"], "cifar10") == {
+    assert files.class_index(["dog", "zebra", "cat"], data.known_names("cifar10")) == {
         "cat": 0, "dog": 1, "zebra": 2}
 
 
@@ -171,8 +171,8 @@ def test_targz_round_trip_extracts_once(tmp_path, monkeypatch):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "tiny_cifar", arcname="tiny_cifar")
     calls = []
-    real_extract = data._extract_tar
-    monkeypatch.setattr(data, "_extract_tar", lambda *a: (calls.append(a), real_extract(*a)))
+    real_extract = files._extract_tar
+    monkeypatch.setattr(files, "_extract_tar", lambda *a: (calls.append(a), real_extract(*a)))
 
     first = data.load_arrays("cifar10", str(archive))
     second = data.load_arrays("cifar10", str(archive))
@@ -297,5 +297,18 @@ def test_tfds_unprepared_fails_fast(tmp_path):
     with pytest.raises(DataError, match="not prepared") as e:
         data.load_arrays("fashion_mnist", tfds_data_dir=str(tmp_path))
     assert time.monotonic() - start < 10
-    assert "--config.data_dir=" in str(e.value) and str(tmp_path) in str(e.value)
+    assert "give data_dir" in str(e.value) and str(tmp_path) in str(e.value)
     assert list(tmp_path.iterdir()) == []  # nothing downloaded or prepared
+
+
+def test_load_images_reads_a_folder_in_natural_order_and_refuses_mixed_shapes(tmp_path):
+    for i in (10, 9, 2):
+        Image.fromarray(np.full((4, 5), i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = files.load_images(tmp_path)
+    assert images.shape == (3, 4, 5, 1) and images[:, 0, 0, 0].tolist() == [2, 9, 10]
+    Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "11.png")
+    with pytest.raises(data.DataError, match="differs from"):
+        files.load_images(tmp_path)
+    with pytest.raises(data.DataError, match="no such folder"):
+        files.load_images(tmp_path / "missing")
