@@ -9,9 +9,11 @@ from sklearn.metrics import roc_auc_score
 
 
 def batched_apply(fn, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Returns `fn` applied to `images` in fixed-size batches (the last one padded), as one
-    host array: one compiled program per batch shape, whatever the number of images."""
+    """Returns `fn` applied to `images` in batches of one size (the last one padded), as one
+    host array: `batch_size`, or for fewer images the power of two that holds them, so a few
+    compiled programs serve every number of images."""
     n = images.shape[0]
+    batch_size = min(batch_size, 1 << max(n - 1, 1).bit_length())
     pad = (-n) % batch_size
     padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
     out = [fn(padded[i:i + batch_size]) for i in range(0, n + pad, batch_size)]

@@ -1,5 +1,5 @@
-"""Shared test setup: CPU JAX with 8 forced host devices (for the mesh placement; a one-process
-CPU run uses the first of them alone), and a tiny experiment configuration.
+"""Shared test setup: CPU JAX on the default devices (as a user's run; `test_mesh` starts its
+own process with 8 host devices), and a tiny experiment configuration.
 
 The environment variables are set here, before any test module imports JAX or TensorFlow.
 """
@@ -7,7 +7,6 @@ The environment variables are set here, before any test module imports JAX or Te
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
 # Tests rebuild the same tiny programs many times: a session-wide XLA cache compiles each once.

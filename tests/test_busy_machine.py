@@ -1,9 +1,8 @@
 """The default command at the default model size, on the default devices, on a busy machine.
 
-`experiments.run --config mnist.py:quick`, cut to a few steps, first alone, then beside a
-CPU-bound process: both finish with the same AUC, to the last digit. The process boundary is
-the point: each run sets up its devices as a user's command does (no `XLA_FLAGS`; the tests'
-own process has 8 host devices, and XLA's CPU sums come out in another order there).
+`experiments.run --config mnist.py:quick`, cut to a few steps, beside a CPU-bound process: it
+finishes, with the AUC of the same config run in this quiet process, to the last digit. The
+process boundary is the point: the run sets up its devices as a user's command does.
 """
 
 import json
@@ -13,6 +12,9 @@ import subprocess
 import sys
 
 import numpy as np
+
+from experiments.configs import mnist
+from ics_jax import pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -34,22 +36,21 @@ def test_the_default_run_finishes_beside_a_cpu_hog_with_the_quiet_result(tmp_pat
     npz = _mnist_like(tmp_path / "mnist_like.npz")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the default devices
     env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
-
-    def run(name: str) -> dict:
-        command = [sys.executable, "-m", "experiments.run", "--config", "mnist.py:quick",
-                   "--workdir", str(tmp_path / name), f"--config.data_dir={npz}",
-                   *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads((tmp_path / name / "results.json").read_text())
-
-    quiet = run("quiet")  # also fills the compilation cache the busy run then reads
+    command = [sys.executable, "-m", "experiments.run", "--config", "mnist.py:quick",
+               "--workdir", str(tmp_path / "busy"), f"--config.data_dir={npz}",
+               *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        busy = run("busy")
+        run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=600)
     finally:
         hog.kill()
         hog.wait()
+    assert run.returncode == 0, run.stderr[-3000:]
+    busy = json.loads((tmp_path / "busy" / "results.json").read_text())
     assert busy["num_devices"] == 1 and busy["placement"] == "loop"
+
+    config = mnist.get_config("quick")
+    config.update(data_dir=str(npz), **OVERRIDES)
+    quiet = pipeline.run_experiment(config, str(tmp_path / "quiet"))  # compiled programs cached
     assert (busy["auc"], busy["ssim_auc"]) == (quiet["auc"], quiet["ssim_auc"])

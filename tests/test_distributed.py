@@ -10,7 +10,6 @@ import sys
 import time
 
 import jax
-import numpy as np
 import pytest
 
 from ics_jax import distributed
@@ -84,18 +83,3 @@ def test_nothing_set_and_no_cluster_is_one_process(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert distributed.initialize(default_config()) is False
     assert not jax.distributed.is_initialized()
-
-
-def test_seeds_must_split_evenly_over_the_devices():
-    mesh = distributed.seed_mesh()
-    with pytest.raises(ValueError, match=f"pad them to a multiple of {mesh.size}"):
-        distributed.local_seed_slice(mesh.size + 1, mesh)
-
-
-def test_one_process_shards_and_gathers_every_seed():
-    mesh = distributed.seed_mesh()
-    tree = {"x": np.arange(mesh.size * 3, dtype=np.float32).reshape(mesh.size, 3)}
-    assert distributed.local_seed_slice(mesh.size, mesh) == slice(0, mesh.size)
-    sharded = distributed.shard_seeds(tree, mesh.size, mesh)
-    assert len(sharded["x"].sharding.device_set) == mesh.size
-    np.testing.assert_array_equal(distributed.gather(sharded)["x"], tree["x"])

@@ -8,7 +8,7 @@ import pytest
 from conftest import apply_tiny
 
 from ics_jax import data as data_lib
-from ics_jax import default_config, outputs, pipeline, seeds, trainer
+from ics_jax import default_config, outputs, pipeline, trainer
 
 
 def _synthetic(n_train=48, n_test=40, seed=0) -> data_lib.OneClassData:
@@ -50,22 +50,6 @@ def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path)
                              r"(loss|gradient norm) at iteration \d+ of seed \d+"):
         pipeline.run_experiment(config, str(tmp_path), data=_synthetic())
     assert not (tmp_path / "results.json").exists()
-
-
-def test_mesh_placement_gives_the_aucs_of_the_cpu_loop(tmp_path, monkeypatch):
-    """The accelerator and multi-host placement, on the 8 host devices of the tests.
-
-    A small learning rate: Adam turns float noise between the two programs into updates of
-    size `lr` wherever a gradient is near zero, and a 4-channel net's near-tied scores then
-    reorder; training equivalence itself is tested with SGD in test_seeds."""
-    data = _synthetic()
-    loop = pipeline.run_experiment(_config(learning_rate=1e-5), str(tmp_path / "loop"),
-                                   data=data)
-    monkeypatch.setattr(seeds, "placement", lambda: "mesh")
-    mesh = pipeline.run_experiment(_config(learning_rate=1e-5), str(tmp_path / "mesh"),
-                                   data=data)
-    np.testing.assert_allclose(mesh["auc"], loop["auc"], atol=0.02)
-    assert (loop["placement"], mesh["placement"]) == ("loop", "mesh")
 
 
 def test_a_finished_run_is_returned_unchanged_and_another_config_is_refused(tmp_path):

@@ -3,7 +3,6 @@
 import chex
 import jax
 import numpy as np
-import optax
 import pytest
 from conftest import toy_data
 
@@ -81,26 +80,6 @@ def test_reports_come_at_multiples_and_a_fresh_cpu_run_reports_its_first_iterati
     assert list(seeds._reports(4, 5, 3)) == [(4, 6), (6, 9)]  # a resume realigns
     assert list(seeds._reports(0, 7, 3, lead=True)) == [(0, 1), (1, 3), (3, 6), (6, 7)]
     assert list(seeds._reports(3, 4, 3, lead=True)) == [(3, 6), (6, 7)]
-
-
-@pytest.mark.parametrize("per_call", [1, 3])  # one iteration per program (CPU); a scan of 3
-def test_the_mesh_placement_equals_a_loop_over_seeds_with_padding(monkeypatch, per_call):
-    """3 seeds over the 8 host devices (conftest): five of them run padding copies of seed 0."""
-    assert jax.device_count() == 8
-    monkeypatch.setattr(seeds, "iterations_per_call", lambda report_every: per_call)
-    net, tx, iteration = _iteration(tx=optax.sgd(0.05))
-    keys = jax.random.split(jax.random.key(6), 3)
-    reported = {}
-
-    def run(where):
-        return seeds.run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 6, report_every=3,
-                         where=where,
-                         on_report=lambda e, s, m: reported.setdefault((where, e), m.shape))
-
-    loop, mesh = run("loop"), run("mesh")
-    assert reported[("mesh", 6)] == (3, 3, 3, 2)  # [iterations, seeds, phases, 2]: no padding
-    assert reported[("loop", 1)] == (1, 3, 3, 2) and reported[("loop", 6)] == (3, 3, 3, 2)
-    chex.assert_trees_all_close(loop.params, mesh.params, rtol=1e-4, atol=1e-6)
 
 
 def test_seed_i_of_a_stacked_run_equals_a_run_of_seed_i_alone_and_repeats_bit_for_bit():

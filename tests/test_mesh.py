@@ -1,0 +1,75 @@
+"""The `mesh` placement on 8 host devices, against the one-process CPU loop.
+
+A process's device count is fixed when JAX starts, and the other tests run on the default
+devices (one CPU), so `test_mesh_cases_on_eight_host_devices` runs this module again in a
+subprocess with `--xla_force_host_platform_device_count=8`; there the cases below run, here
+they are skipped. Reports and results of the mesh placement come back through the host: no
+program here reshards across the host devices (an in-process collective, which can deadlock on
+a busy machine).
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import optax
+import pytest
+from conftest import toy_data
+from test_seeds import _iteration, _states
+
+from ics_jax import distributed, seeds
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EIGHT = pytest.mark.skipif(jax.device_count() != 8, reason="runs in a subprocess with 8 devices")
+
+
+def test_mesh_cases_on_eight_host_devices():
+    if jax.device_count() == 8:
+        pytest.skip("this is the subprocess")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                          __file__], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "4 passed" in run.stdout, run.stdout[-2000:]
+
+
+@EIGHT
+@pytest.mark.parametrize("per_call", [1, 3])  # one iteration per program (CPU); a scan of 3
+def test_the_mesh_placement_equals_a_loop_over_seeds_with_padding(monkeypatch, per_call):
+    """3 seeds over 8 host devices: five of them run padding copies of seed 0."""
+    monkeypatch.setattr(seeds, "iterations_per_call", lambda report_every: per_call)
+    net, tx, iteration = _iteration(tx=optax.sgd(0.05))
+    keys = jax.random.split(jax.random.key(6), 3)
+    reported = {}
+
+    def run(where):
+        return seeds.run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 6, report_every=3,
+                         where=where,
+                         on_report=lambda e, s, m: reported.setdefault((where, e), m.shape))
+
+    loop, mesh = run("loop"), run("mesh")
+    assert reported[("mesh", 6)] == (3, 3, 3, 2)  # [iterations, seeds, phases, 2]: no padding
+    assert reported[("loop", 1)] == (1, 3, 3, 2) and reported[("loop", 6)] == (3, 3, 3, 2)
+    chex.assert_trees_all_close(loop.params, mesh.params, rtol=1e-4, atol=1e-6)
+
+
+@EIGHT
+def test_seeds_must_split_evenly_over_the_devices():
+    mesh = distributed.seed_mesh()
+    with pytest.raises(ValueError, match=f"pad them to a multiple of {mesh.size}"):
+        distributed.local_seed_slice(mesh.size + 1, mesh)
+
+
+@EIGHT
+def test_one_process_shards_and_gathers_every_seed():
+    mesh = distributed.seed_mesh()
+    tree = {"x": np.arange(mesh.size * 3, dtype=np.float32).reshape(mesh.size, 3)}
+    assert distributed.local_seed_slice(mesh.size, mesh) == slice(0, mesh.size)
+    sharded = distributed.shard_seeds(tree, mesh.size, mesh)
+    assert len(sharded["x"].sharding.device_set) == mesh.size
+    np.testing.assert_array_equal(distributed.gather(sharded)["x"], tree["x"])
