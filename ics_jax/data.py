@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import operator
 import pathlib
+import socket
 
 import numpy as np
 
@@ -31,6 +33,7 @@ _ALIASES = {"fashion_mnist": {"tshirt": 0, "top": 0, "boot": 9},
 _OFFLINE_HINT = ("offline, give data_dir a folder with the raw files (--config.data_dir on the "
                  "command line)")
 _TFDS_BATCH = 4096
+TFDS_HOST = "storage.googleapis.com"  # where TFDS fetches datasets from first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,18 +195,42 @@ def _tfds_patched(tfds) -> bool:
     return getattr(builder_cls.as_dataset, "__module__", None) != builder_cls.__module__
 
 
+def online(host: str = TFDS_HOST, timeout: float = 3.0) -> bool:
+    """Returns whether a TCP connection to `host`:443 opens within `timeout` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _load_tfds(dataset: str, tfds_data_dir: str | None) -> Arrays:
-    """Returns the train and test splits of a prepared TFDS dataset; never downloads."""
+    """Returns the train and test splits of a TFDS dataset, downloaded and prepared first if
+    need be; offline, or without TensorFlow to prepare it, fails at once saying what to do."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise DataError(f"TFDS {dataset}: tensorflow_datasets is not installed ({e}); "
                         f"{_OFFLINE_HINT}") from e
-    builder = tfds.builder(dataset, data_dir=tfds_data_dir)
-    if not (builder.is_prepared() or _tfds_patched(tfds)):
-        raise DataError(f"{builder.data_dir}: TFDS dataset {dataset} is not prepared in the TFDS "
-                        f"data dir and is not downloaded here; {_OFFLINE_HINT}")
-    read = _tfds_split if importlib.util.find_spec("tensorflow") else _tfds_split_source
+    absl_log = logging.getLogger("absl")  # TFDS warns of an empty data dir before we say why
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        builder = tfds.builder(dataset, data_dir=tfds_data_dir)
+        prepared = builder.is_prepared() or _tfds_patched(tfds)
+    finally:
+        absl_log.setLevel(level)
+    has_tf = importlib.util.find_spec("tensorflow") is not None
+    if not prepared:
+        if not has_tf:
+            raise DataError(f"{builder.data_dir}: TFDS needs TensorFlow to download and prepare "
+                            f"{dataset}: pip install -e '.[tfds]', or give data_dir a folder "
+                            "with the raw files (--config.data_dir on the command line)")
+        if not online():
+            raise DataError(f"{builder.data_dir}: TFDS dataset {dataset} is not prepared here "
+                            f"and {TFDS_HOST} cannot be reached; {_OFFLINE_HINT}")
+        builder.download_and_prepare()
+    read = _tfds_split if has_tf else _tfds_split_source
     return Arrays(*read(builder, "train"), *read(builder, "test"))
 
 

@@ -291,10 +291,17 @@ def test_tfds_mock_data_loads_mnist():
     assert source[0].shape == (5, 28, 28, 1) and source[1].shape == (5,)
 
 
-def test_tfds_unprepared_fails_fast(tmp_path):
+@pytest.mark.parametrize("tensorflow, reachable, message", [
+    (True, False, "cannot be reached"), (False, True, "needs TensorFlow")])
+def test_tfds_unprepared_offline_or_without_tensorflow_fails_fast(tmp_path, monkeypatch,
+                                                                 tensorflow, reachable, message):
     pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data, "online", lambda: reachable)
+    find_spec = data.importlib.util.find_spec  # TensorFlow present or not, whatever is installed
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: (
+        (object() if tensorflow else None) if name == "tensorflow" else find_spec(name)))
     start = time.monotonic()
-    with pytest.raises(DataError, match="not prepared") as e:
+    with pytest.raises(DataError, match=message) as e:
         data.load_arrays("fashion_mnist", tfds_data_dir=str(tmp_path))
     assert time.monotonic() - start < 10
     assert "give data_dir" in str(e.value) and str(tmp_path) in str(e.value)
