@@ -33,8 +33,8 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
                       progress_every: int = 50):
     """Trains `autoencoder` on `images` `[N, H, W, C]` with Adam to minimise
     `reconstruction_loss` on batches drawn with `fold_in(key, step)`; returns
-    `(autoencoder, params)`. `progress(step, loss)` follows every `progress_every` steps and
-    the last one."""
+    `(autoencoder, params)`. `progress(step, loss)` follows the first step (so that a run shows
+    within seconds that it is alive), every `progress_every` steps and the last one."""
     autoencoder = autoencoder or AutoEncoder()
     init_key, batch_key = jax.random.split(key)
     params = autoencoder.init(init_key, jnp.asarray(images[:1]))["params"]
@@ -53,7 +53,8 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
     carry, data = (params, tx.init(params)), jnp.asarray(images)
     for t in range(num_steps):
         carry, value = step(carry, data, np.int32(t))
-        if progress is not None and ((t + 1) % progress_every == 0 or t + 1 == num_steps):
+        if progress is not None and (t == 0 or (t + 1) % progress_every == 0
+                                     or t + 1 == num_steps):
             progress(t + 1, float(value))
     return autoencoder, carry[0]
 

@@ -163,6 +163,15 @@ def test_auc_equals_the_pairwise_ranking_probability():
     assert evaluate.auc(labels, scores) == pytest.approx(pairs, rel=1e-12)
 
 
+def test_rank_average_ignores_each_scores_scale_and_weighs_them_equally():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    combined = evaluate.rank_average(a, b)
+    np.testing.assert_allclose(evaluate.rank_average(np.exp(a), 1e6 * b), combined)
+    ranks = lambda s: np.argsort(np.argsort(s)) + 1  # noqa: E731  (no ties here)
+    np.testing.assert_allclose(combined, (ranks(a) + ranks(b)) / 100)
+
+
 def test_auc_refuses_non_finite_scores():
     with pytest.raises(ValueError, match="NaN"):
         evaluate.auc(np.array([0, 1]), np.array([0.0, np.nan]))

@@ -100,3 +100,41 @@ def test_placement_follows_the_backend_and_the_process_count_alone():
     assert seeds.placement("gpu", 1) == "mesh" and seeds.placement("tpu", 4) == "mesh"
     assert seeds.iterations_per_call(100, "cpu") == 1
     assert seeds.iterations_per_call(100, "gpu") == 100
+
+
+def test_augmentation_shifts_each_image_by_at_most_two_pixels_and_flips_some():
+    images = jax.random.uniform(jax.random.key(0), (16, 10, 10, 1))
+    padded = np.pad(np.asarray(images), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+    for kind in ("shift", "shift_flip"):
+        out = np.asarray(train.augment(images, jax.random.key(1), kind))
+        flipped = 0
+        for x, p in zip(out, padded, strict=True):
+            views = {(dy, dx, f): (p[dy:dy + 10, dx:dx + 10, :][:, ::-1] if f else
+                                   p[dy:dy + 10, dx:dx + 10, :])
+                     for dy in range(5) for dx in range(5) for f in (0, 1)}
+            match = [k for k, v in views.items() if np.array_equal(v, x)]
+            assert match, kind  # some shift (and, for shift_flip, mirror) of the input
+            flipped += all(k[2] for k in match)
+        assert (flipped > 0) == (kind == "shift_flip")
+    assert train.augment(images, jax.random.key(1), "none") is images
+
+
+def test_the_joint_schedule_sums_closeness_and_weighted_dispersion_in_one_step():
+    data = toy_data()
+    images, labels = train.phase_batch("pairs", data, jax.random.key(2), BATCH)
+    key_t, key_a = jax.random.split(jax.random.key(2))
+    typical, _ = train.phase_batch("closeness", data, key_t, BATCH)
+    atypical, _ = train.phase_batch("dispersion", data, key_a, BATCH)
+    np.testing.assert_array_equal(images, np.concatenate([typical, atypical]))
+    assert labels is None
+    losses = {}
+    for weight in (0.0, 1.0, 3.0):
+        net, tx, iteration = _iteration(phases=train.JOINT_PHASES)
+        iteration = train.make_iteration(net, tx, batch_size=BATCH, weight_decay=0.0,
+                                         phases=train.JOINT_PHASES, dispersion_weight=weight)
+        state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), train.JOINT_PHASES)
+        state, metrics = jax.jit(iteration)(state, data, jax.random.key(1), 0)
+        assert _adam_counts(state) == [1, 1]
+        losses[weight] = float(metrics[0, 0])
+    dispersion = losses[1.0] - losses[0.0]  # the same pairs and parameters each time
+    assert losses[3.0] == pytest.approx(losses[0.0] + 3 * dispersion, rel=1e-5)
