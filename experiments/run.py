@@ -27,7 +27,7 @@ class _Progress:
     """Prints the split autoencoder's and the classifier's progress lines."""
 
     def __init__(self):
-        self.last = (0, 0.0)  # (iteration, seconds) of the previous training line
+        self.last = None  # (iteration, seconds) of the previous training line
 
     def __call__(self, event: dict) -> None:
         if event["stage"] == "split":
@@ -35,13 +35,14 @@ class _Progress:
                   f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
             return
         it, total, seconds = event["iteration"], event["num_iterations"], event["seconds"]
-        done, before = it - self.last[0], seconds - self.last[1]
-        rate = done / before if before > 0 else float("nan")
-        self.last = (it, seconds)
         losses = "  ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
-        left = (total - it) / rate / 60 if rate > 0 else float("nan")
-        print(f"iteration {it}/{total}  {losses}  {rate:.2f} it/s  {left:.1f} min left",
-              flush=True)
+        if self.last is None:  # the first line: compiling, no rate to tell yet
+            speed = f"{seconds:.0f} s, compiling included"
+        else:
+            rate = (it - self.last[0]) / max(seconds - self.last[1], 1e-9)
+            speed = f"{rate:.2f} it/s  {(total - it) / rate / 60:.1f} min left"
+        self.last = (it, seconds)
+        print(f"iteration {it}/{total}  {losses}  {speed}", flush=True)
 
 
 def _summary(results: dict, workdir: str) -> str:
