@@ -5,6 +5,8 @@ attributes (`ics_jax.sweep.Cell`) and `results` is a `results.json` dict (AUC in
 """
 
 import dataclasses
+import json
+import os
 
 import matplotlib
 
@@ -12,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ics_jax import outputs, paper  # noqa: E402
+from ics_jax import evaluate, outputs, paper  # noqa: E402
+from ics_jax import split as split_lib  # noqa: E402
 
 METHOD_NAMES = {"ocsvm": "OCSVM", "iforest": "IF", "imagenet_ocsvm": "ImageNet",
                 "ssim": "SSIM", "dsvdd": "DSVDD", "naive_nn": "NaiveNN", "nn_w_ics": "NNwICS",
@@ -152,5 +155,43 @@ def plot_rho_curve(path: str, results: dict) -> None:
     ax.grid(alpha=0.3)
     if curves:
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    outputs.save_figure(path, fig)
+
+
+def curve_points(cell_dir: str, labels: np.ndarray | None = None) -> dict:
+    """Returns a cell's test curve `{iterations, auc}` (mean over seeds, AUC %) from its
+    `test_curve.json`; with the test `labels`, also `rank_average`: the AUC of the rank average
+    of the seeds' mean score and the split's SSIM score at each report."""
+    with open(os.path.join(cell_dir, "test_curve.json")) as f:
+        points = json.load(f)
+    out = {"iterations": [p["iteration"] for p in points],
+           "auc": [100 * float(np.mean(p["auc"])) for p in points]}
+    if labels is not None:
+        ssim = split_lib.load(os.path.join(cell_dir, "split.npz")).test_scores
+        with np.load(os.path.join(cell_dir, "test_curve.json.npz")) as f:
+            out["rank_average"] = [100 * evaluate.auc(labels, evaluate.rank_average(
+                f[str(i)].mean(axis=0), -ssim)) for i in out["iterations"]]
+    return out
+
+
+def plot_curves(path: str, title: str, panels: dict[str, dict[str, dict]],
+                ssim: dict[str, float]) -> None:
+    """Saves one panel per class (`panels[class][label] = curve_points(...)`): test AUC against
+    iterations, with the class's SSIM score (`ssim[class]`, AUC %) as a dashed line."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
+        for label, c in curves.items():
+            ax.plot(c["iterations"], c["auc"], marker=".", label=label)
+            if "rank_average" in c:
+                ax.plot(c["iterations"], c["rank_average"], ls=":", label=f"{label} + SSIM ranks")
+        if name in ssim:
+            ax.axhline(ssim[name], ls="--", color="gray", label="SSIM (the split)")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test AUC % (diagnostic)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     outputs.save_figure(path, fig)

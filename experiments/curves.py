@@ -1,0 +1,63 @@
+r"""Test AUC against iterations for the cells of sweeps run with `--config.test_curve=True`.
+
+    python -m experiments.curves --workdir runs/curves --data_root=../shared/data \
+        --out_dir=docs
+
+For every dataset in the workdir, one figure `curves_<dataset>.png` (a panel per class: ICS,
+NNwICS and the split's SSIM score, and the rank average of each with the SSIM score) and the
+numbers in `curves.json` beside it. Test labels describe training here; nothing is chosen by
+them.
+"""
+
+import glob
+import os
+
+from absl import flags
+
+from experiments import cli
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A sweep workdir with test curves.")
+_DATA_ROOT = flags.DEFINE_string("data_root", None, "The datasets' raw files, as for the sweep.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Where the figures and curves.json go.")
+LABELS = {"ics": "ICS", "nn_w_ics": "NNwICS"}
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    from ics_jax import baselines, data, evaluate, outputs, paper, report, sweep
+    from ics_jax import split as split_lib
+
+    workdir, out_dir = _WORKDIR.value, _OUT_DIR.value or _WORKDIR.value
+    if workdir is None:
+        raise cli.UsageError("give --workdir DIR")
+    found = {}
+    for path in sorted(glob.glob(os.path.join(workdir, "*", "*", "*", "test_curve.json"))):
+        cell_dir = os.path.dirname(path)
+        dataset, normal_class = cell_dir.split(os.sep)[-3], int(cell_dir.split(os.sep)[-2])
+        found.setdefault(dataset, {}).setdefault(normal_class, []).append(cell_dir)
+    summary = {}
+    for dataset, classes in found.items():
+        panels, ssim = {}, {}
+        for normal_class, cell_dirs in sorted(classes.items()):
+            labels = None
+            if _DATA_ROOT.value:
+                labels = data.load_one_class(dataset, normal_class, data_dir=os.path.join(
+                    _DATA_ROOT.value, sweep.LOCAL_FILES[dataset])).y_test
+            name = paper.class_name(dataset, normal_class)
+            panels[name] = {}
+            for cell_dir in cell_dirs:
+                method = os.path.basename(cell_dir).split("_rho")[0]
+                panels[name][LABELS.get(method, method)] = report.curve_points(cell_dir, labels)
+                if labels is not None:
+                    ssim[name] = 100 * evaluate.auc(labels, baselines.ssim_anomaly_scores(
+                        split_lib.load(os.path.join(cell_dir, "split.npz"))))
+        summary[dataset] = {"curves": panels, "ssim": ssim}
+        report.plot_curves(os.path.join(out_dir, f"curves_{dataset}.png"),
+                           f"{report.DATASET_NAMES[dataset]}: test AUC over training", panels,
+                           ssim)
+    outputs.write_json(os.path.join(out_dir, "curves.json"), summary)
+    print(f"{', '.join(found)} -> {out_dir}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run_app(main)
