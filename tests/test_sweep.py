@@ -167,3 +167,25 @@ def test_paper_table_has_eight_methods_for_thirty_classes():
     assert len(t) == 3 * 10 * len(paper.METHODS)
     assert t[("fashion_mnist", 1, "ics")] == (98.9, 0.2)  # Trouser, as printed in the paper
     assert json.dumps(sorted(report.METHOD_NAMES)) == json.dumps(sorted(paper.METHODS))
+
+
+def test_curve_points_average_the_seeds_and_rank_with_the_split(tmp_path):
+    from ics_jax import outputs
+
+    labels = np.array([0, 0, 1, 1])
+    scores = {"1": np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]]),  # seeds disagree
+              "5": np.array([[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.4, 0.3]])}
+    outputs.write_json(str(tmp_path / "test_curve.json"),
+                       [{"iteration": 1, "auc": [1.0, 0.0]}, {"iteration": 5, "auc": [1.0, 1.0]}])
+    outputs.write_npz(str(tmp_path / "test_curve.json.npz"), **scores)
+    ssim = np.array([0.9, 0.8, 0.1, 0.2])  # low similarity = anomalous: ranks 1 and 2 anomalous
+    split_lib.save(str(tmp_path / "split.npz"), split_lib.Split(
+        scores=np.ones(4), atypical=np.array([0, 1]), typical=np.array([2, 3]),
+        test_scores=ssim))
+    points = report.curve_points(str(tmp_path), labels)
+    assert points["iterations"] == [1, 5] and points["auc"] == [50.0, 100.0]
+    # At 1 the seeds' mean is flat (ties): the ranks are the SSIM's alone, which are perfect;
+    # at 5 both scores rank the anomalies first.
+    assert points["rank_average"] == [100.0, 100.0]
+    flipped = report.curve_points(str(tmp_path), 1 - labels)  # the same scores, labels swapped
+    assert flipped["rank_average"] == [0.0, 0.0]
