@@ -4,14 +4,18 @@ own process with 8 host devices), and a tiny experiment configuration.
 The environment variables are set here, before any test module imports JAX or TensorFlow.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
-# Tests rebuild the same tiny programs many times: a session-wide XLA cache compiles each once.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      tempfile.mkdtemp(prefix="ics-jax-test-xla-cache-"))
+# Tests rebuild the same programs many times: a session-wide XLA cache, shared by the test
+# workers and their subprocesses, compiles each once; the process that made it removes it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ics-jax-test-xla-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import gzip  # noqa: E402

@@ -11,7 +11,7 @@ MEANS_BGR = np.array([103.939, 116.779, 123.68], np.float32)  # Keras' 'caffe' m
 
 
 def test_features_equal_keras_vgg19(tmp_path):
-    import tensorflow as tf
+    tf = pytest.importorskip("tensorflow", reason="needs the [tfds] extra (TensorFlow)")
 
     tf.keras.utils.set_random_seed(0)
     # 64x64 leaves block5_pool 2x2, so the spatial average is not a no-op.
