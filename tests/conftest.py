@@ -11,7 +11,7 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
-# Tests rebuild the same programs many times: a session-wide XLA cache, shared by the test
+# Tests rebuild the same programs many times: a suite-wide XLA cache, shared by the test
 # workers and their subprocesses, compiles each once; the process that made it removes it.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ics-jax-test-xla-cache-")
