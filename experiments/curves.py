@@ -48,9 +48,9 @@ def main(argv: list[str]) -> None:
             for cell_dir in cell_dirs:
                 method = os.path.basename(cell_dir).split("_rho")[0]
                 panels[name][LABELS.get(method, method)] = report.curve_points(cell_dir, labels)
-                if labels is not None:
-                    ssim[name] = 100 * evaluate.auc(labels, baselines.ssim_anomaly_scores(
-                        split_lib.load(os.path.join(cell_dir, "split.npz"))))
+            if labels is not None:  # the class's cells share one split
+                ssim[name] = 100 * evaluate.auc(labels, baselines.ssim_anomaly_scores(
+                    split_lib.load(os.path.join(cell_dirs[0], "split.npz"))))
         summary[dataset] = {"curves": panels, "ssim": ssim}
         report.plot_curves(os.path.join(out_dir, f"curves_{dataset}.png"),
                            f"{report.DATASET_NAMES[dataset]}: test AUC over training", panels,

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ics_jax import evaluate, outputs, paper  # noqa: E402
+from ics_jax import baselines, evaluate, outputs, paper  # noqa: E402
 from ics_jax import split as split_lib  # noqa: E402
 
 METHOD_NAMES = {"ocsvm": "OCSVM", "iforest": "IF", "imagenet_ocsvm": "ImageNet",
@@ -168,10 +168,10 @@ def curve_points(cell_dir: str, labels: np.ndarray | None = None) -> dict:
     out = {"iterations": [p["iteration"] for p in points],
            "auc": [100 * float(np.mean(p["auc"])) for p in points]}
     if labels is not None:
-        ssim = split_lib.load(os.path.join(cell_dir, "split.npz")).test_scores
+        ssim = baselines.ssim_anomaly_scores(split_lib.load(os.path.join(cell_dir, "split.npz")))
         with np.load(os.path.join(cell_dir, "test_curve.json.npz")) as f:
             out["rank_average"] = [100 * evaluate.auc(labels, evaluate.rank_average(
-                f[str(i)].mean(axis=0), -ssim)) for i in out["iterations"]]
+                f[str(i)].mean(axis=0), ssim)) for i in out["iterations"]]
     return out
 
 
