@@ -53,6 +53,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.schedule = "alternating"
     c.dispersion_weight = 1.0
     c.augment = "none"  # the classifier's inputs: 'shift' (up to 2 pixels), 'shift_flip'
+    # A label-free stop (ics_jax/stopping.py): this fraction of the typical and of the atypical
+    # images is held out of training, and each seed's network is the one of the report
+    # (every log_every iterations) with the lowest binary loss on them. 0: the last one.
+    c.validation_fraction = 0.0
     c.num_iterations = 10000
     c.batch_size = 64
     c.learning_rate = 3e-4
@@ -118,6 +122,12 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
                           "binary phase takes half typical, half atypical)")
     if not 0.0 <= (config.dropout or 0.0) < 1.0:
         raise ConfigError(f"dropout={config.dropout} must lie in [0, 1)")
+    if not 0.0 <= config.validation_fraction < 0.5:
+        raise ConfigError(f"validation_fraction={config.validation_fraction} must lie in "
+                          "[0, 0.5): the part of the split held out for the stop")
+    if config.validation_fraction and config.method not in ("ics", "nn_w_ics"):
+        raise ConfigError(f"validation_fraction holds out part of the split, which "
+                          f"method={config.method} does not train on; leave it 0")
     if config.dispersion_weight < 0:
         raise ConfigError(f"dispersion_weight={config.dispersion_weight} must not be negative")
     if config.weight_decay < 0:

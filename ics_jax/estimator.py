@@ -133,7 +133,9 @@ class _Detector:
 class ICS(_Detector):
     """Deep one-class classification by intra-class splitting: the split autoencoder's SSIM
     splits the normal images into typical and atypical, and `num_seeds` classifiers are
-    trained on the split. `decision_function` is their mean anomaly logit."""
+    trained on the split. `decision_function` is their mean anomaly logit. With
+    `validation_fraction`, each classifier is the one of the report with the lowest binary loss
+    on that part of the split, held out; `stopped_at_` lists those iterations (else None)."""
 
     method = "ics"
 
@@ -145,12 +147,14 @@ class ICS(_Detector):
                                                   "num_steps": self.config.ae_num_steps,
                                                   "loss": loss}))
         self._trainer = trainer.make_trainer(self.config)
+        training_split, stop = trainer.stop_rule(self._trainer, self.config, x, split, split_key)
         self._states = jax.device_get(trainer.train_states(
-            self._trainer, self.config, trainer.split_data(x, split), x.shape[1:], init_key,
-            train_key, on_report=lambda it, losses, _: progress(
+            self._trainer, self.config, trainer.split_data(x, training_split), x.shape[1:],
+            init_key, train_key, stop=stop, on_report=lambda it, losses, _: progress(
                 {"stage": "train", "iteration": it,
                  "num_iterations": self.config.num_iterations, "losses": losses})))
         self._num_train = x.shape[0]
+        self.stopped_at_ = None if stop is None else stop.summary()["stopped_at"]
 
     def _scores(self, x):
         return np.mean(trainer.test_scores(self._trainer, self._states, x), axis=0)
@@ -162,7 +166,7 @@ class ICS(_Detector):
                                      self.config.ssim_max_val)
 
     def _extra(self):
-        return {"num_train": self._num_train}
+        return {"num_train": self._num_train, "stopped_at": self.stopped_at_}
 
     def _arrays(self):
         return {"classifier": self._states, "autoencoder": self._ae_params}
@@ -178,6 +182,7 @@ class ICS(_Detector):
     def _restore(self, arrays, extra):
         self._states, self._ae_params = arrays["classifier"], arrays["autoencoder"]
         self._num_train = extra["num_train"]
+        self.stopped_at_ = extra.get("stopped_at")
 
 
 class AutoencoderSSIM(_Detector):

@@ -31,6 +31,8 @@ EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
 # Keys that only the split (and the methods that use it) read.
 SPLIT_KEYS = ("rho", "ssim_max_val")
 SPLIT_KEY_PREFIX = "ae_"
+# Keys added after runs were kept, each with the value that computes what those runs did.
+ADDED_KEYS = {"validation_fraction": 0.0}
 
 
 def experiment_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -54,8 +56,9 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     ignored = set(EXECUTION_KEYS) | {"num_iterations"}
     if config.method not in SPLIT_METHODS:
         ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
-    # A key missing from `before` came with a later version, whose default may compute
-    # something else: it counts as changed.
+    # A key missing from `before` came with a later version: it counts as changed, unless
+    # `ADDED_KEYS` names the value that computes what runs made without it did.
+    before = {**ADDED_KEYS, **before}
     changed = sorted(k for k in now if k not in ignored and before.get(k) != now[k])
     if changed:
         k = changed[0]
@@ -120,8 +123,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     t0 = time.time()
     extra = {}
     if config.method in trainer_lib.METHOD_PHASES:
-        scores, extra = _train_networks(config, workdir, data, split, init_key, train_key,
-                                        progress, primary)
+        scores, extra = _train_networks(config, workdir, data, split,
+                                        (split_key, init_key, train_key), progress, primary)
     else:
         if config.method in baselines.DETERMINISTIC:
             seed_ids = seed_ids[:1]
@@ -172,10 +175,14 @@ def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Sp
     return split
 
 
-def _train_networks(config, workdir, data, split, init_key, train_key, progress, primary):
+def _train_networks(config, workdir, data, split, keys, progress, primary):
     """Trains one network per seed (resuming from `workdir/checkpoints`); returns the per-seed
     `[M]` test scores and the results entries the training adds."""
+    split_key, init_key, train_key = keys
     trainer = trainer_lib.make_trainer(config)
+    training_split, stop = trainer_lib.stop_rule(
+        trainer, config, data.x_train, split, split_key,
+        os.path.join(workdir, "stopping") if primary else None)
     writer = outputs.MetricWriter(os.path.join(workdir, "tensorboard")) if primary else None
     curve = (evaluate.TestCurve(data.y_test, os.path.join(workdir, "test_curve.json"))
              if config.test_curve or config.authors_protocol else None)
@@ -193,9 +200,9 @@ def _train_networks(config, workdir, data, split, init_key, train_key, progress,
                       "seconds": time.time() - t0})
 
     states = trainer_lib.train_states(
-        trainer, config, trainer_lib.split_data(data.x_train, split), data.x_train.shape[1:],
-        init_key, train_key, checkpoint_dir=os.path.join(workdir, "checkpoints"),
-        on_report=on_report)
+        trainer, config, trainer_lib.split_data(data.x_train, training_split),
+        data.x_train.shape[1:], init_key, train_key,
+        checkpoint_dir=os.path.join(workdir, "checkpoints"), on_report=on_report, stop=stop)
     scores = trainer_lib.test_scores(trainer, states, data.x_test)
     extra = {"placement": trainer_lib.seeds.placement()}
     ensemble = np.mean(scores, axis=0)  # the seeds' mean logit as one detector
@@ -209,6 +216,8 @@ def _train_networks(config, workdir, data, split, init_key, train_key, progress,
                        {"test/auc_mean": float(np.mean([evaluate.auc(data.y_test, s)
                                                         for s in scores]))})
         writer.close()
+    if stop is not None:
+        extra["held_out"] = stop.summary()
     if config.test_curve:
         extra["test_curve"] = curve.summary()
     if config.authors_protocol:

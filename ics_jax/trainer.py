@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ics_jax import checkpoint, evaluate, models, seeds, train, xla
+from ics_jax import checkpoint, evaluate, models, seeds, stopping, train, xla
 from ics_jax import split as split_lib
 
 METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",),
@@ -82,6 +82,23 @@ def split_data(images: np.ndarray, split: split_lib.Split | None) -> train.Split
                            atypical=jnp.asarray(images[split.atypical]))
 
 
+def stop_rule(trainer: Trainer, config: ml_collections.ConfigDict, images: np.ndarray,
+              split: split_lib.Split, split_key: jax.Array, directory: str | None = None):
+    """Returns `(training split, BestReport or None)`: with `config.validation_fraction`, the
+    split less its held-out part (drawn by `fold_in(split_key, 1)`) and the stop that scores
+    that part after each report; else `split` and None."""
+    if not config.validation_fraction:
+        return split, None
+    training, held = stopping.hold_out(split, config.validation_fraction,
+                                       jax.random.fold_in(split_key, 1))
+    typical, atypical = images[held.typical], images[held.atypical]
+
+    def score(states):
+        return test_scores(trainer, states, typical), test_scores(trainer, states, atypical)
+
+    return training, stopping.BestReport(score, directory)
+
+
 def check_finite(metrics: np.ndarray, first: int, phases: tuple, seed_ids: list) -> None:
     """Raises NonFiniteError for the first non-finite loss or gradient norm in
     `metrics [iterations, S, P, 2]` of the iterations from `first`."""
@@ -96,12 +113,14 @@ def check_finite(metrics: np.ndarray, first: int, phases: tuple, seed_ids: list)
 def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: train.SplitData,
                  image_shape: tuple, init_key: jax.Array, train_key: jax.Array, *,
                  checkpoint_dir: str | None = None,
-                 on_report: Callable[[int, dict, object], None] | None = None):
+                 on_report: Callable[[int, dict, object], None] | None = None,
+                 stop: stopping.BestReport | None = None):
     """Trains `config.num_seeds` networks for `config.num_iterations` iterations; returns their
-    stacked states. With `checkpoint_dir`, resumes from its newest readable checkpoint and saves
-    every `config.checkpoint_every` iterations and at the end. After each report (every
-    `config.log_every` iterations) calls `on_report(iteration, losses, states)` with the mean
-    loss of each phase since the last report."""
+    stacked states (with `stop`, each seed's best by its held-out loss). With `checkpoint_dir`,
+    resumes from its newest readable checkpoint and saves every `config.checkpoint_every`
+    iterations and at the end. After each report (every `config.log_every` iterations) calls
+    `on_report(iteration, losses, states)` with the mean loss of each phase since the last
+    report (and the seeds' mean `held_out` loss with `stop`)."""
     seed_ids = [config.seed + i for i in range(config.num_seeds)]
     states = trainer.init_states(init_key, config.num_seeds, image_shape)
     mngr = None
@@ -110,11 +129,15 @@ def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: trai
         mngr = checkpoint.manager(checkpoint_dir, save_every=config.checkpoint_every,
                                   keep=config.keep_checkpoints)
         first, states = checkpoint.restore_latest(mngr, states)
+    if stop is not None:
+        stop.resume(states)
 
     def report(end, states_now, metrics):
         metrics = np.asarray(metrics)  # [n, S, P, 2]: one copy per report
         check_finite(metrics, end - metrics.shape[0], trainer.phases, seed_ids)
         losses = {p: float(metrics[:, :, i, 0].mean()) for i, p in enumerate(trainer.phases)}
+        if stop is not None:
+            losses["held_out"] = float(stop.update(end, states_now).mean())
         if mngr is not None:
             checkpoint.save(mngr, end, states_now, force=end == config.num_iterations)
         if on_report is not None:
@@ -127,7 +150,7 @@ def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: trai
                            on_report=report)
     if mngr is not None:
         mngr.wait_until_finished()
-    return states
+    return states if stop is None else stop.finish()
 
 
 def test_scores(trainer: Trainer, states, images: np.ndarray) -> list[np.ndarray]:

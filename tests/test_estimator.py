@@ -47,6 +47,19 @@ def test_anomalies_rank_higher_and_predict_flags_the_contamination(fitted):
     assert evaluate.auc(labels, -ssim) > 0.8
 
 
+def test_the_stop_returns_the_network_of_the_iteration_it_names(tmp_path):
+    images, test = _images("normal", 96, 0), _images("anomaly", 10, 2)
+    # A step size that overshoots: the held-out loss is lowest before the end.
+    settings = {**SETTINGS, "learning_rate": 3e-2, "log_every": 10, "validation_fraction": 0.2}
+    stopped = ics_jax.ICS(**settings).fit(images)
+    (at,) = stopped.stopped_at_
+    assert at in (1, 10, 20, 30, 40, 50)  # a report (the first iteration, then every 10)
+    short = ics_jax.ICS(**{**settings, "num_iterations": at}).fit(images)
+    np.testing.assert_array_equal(stopped.decision_function(test), short.decision_function(test))
+    stopped.save(str(tmp_path / "model"))
+    assert ics_jax.ICS.load(str(tmp_path / "model")).stopped_at_ == [at]
+
+
 def test_float_and_channel_last_inputs_score_like_uint8(fitted):
     model, test, _ = fitted
     as_float = test[..., None].astype(np.float32) / 255

@@ -88,6 +88,8 @@ def test_diagnostic_test_curve_and_authors_protocol_use_the_reports(tmp_path):
     ({"backbone": "resnet"}, "backbone='resnet'"),
     ({"num_iterations": 0}, "num_iterations=0"),
     ({"data_dir": "/no/such/folder"}, "data_dir=/no/such/folder does not exist"),
+    ({"validation_fraction": 0.5}, "validation_fraction=0.5"),
+    ({"method": "ssim", "validation_fraction": 0.1}, "method=ssim does not train on"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, override, message):
     with pytest.raises(pipeline.config_lib.ConfigError, match=re.escape(message)):
