@@ -1,63 +1,128 @@
-r"""Ablation of the ICS design on one class: each variant's AUC with the same data and budget.
+r"""The ablation table: each variant's sweep beside the default's, at the same iteration.
 
-    python -m experiments.ablation --config mnist.py --workdir runs/ablation_mnist0 \
-        --config.data_dir=../shared/data/mnist --config.num_iterations=100 --config.num_seeds=1
+    python -m experiments.ablation --baseline runs/curves --variants runs/ablation \
+        --out docs/ablation.json
 
-Variants that change only the classifier share one split; variants that change the split
-autoencoder or SSIM compute their own. Writes `ablation.json` and `ablation.md` in the workdir.
+Every folder of `--variants` is the sweep workdir of one variant (run with
+`--config.test_curve=True`; `runs/ablation/run.sh` makes them). A cell is compared with the
+baseline's cell of the same dataset, class and method: a trained method with the baseline's
+test curve at the variant's iteration count (a shorter run is a prefix of a longer one), SSIM
+with the baseline's SSIM AUC. Test labels describe the variants here; nothing is chosen by them.
+Prints a markdown table and writes the numbers to `--out`.
 """
 
+import glob
+import json
 import os
 
+import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from experiments import cli
 
-# name -> config overrides, relative to the config given on the command line.
-VARIANTS = {
-    "default": {},
-    "distance abs(z_i - z_j)": {"distance": "absolute"},
-    "binary loss only (NNwICS)": {"method": "nn_w_ics"},
-    "authors' network (icsnet)": {"backbone": "icsnet", "dropout": 0.5, "weight_decay": 1e-3},
-    "wide AE bottleneck (512)": {"ae_latent_channels": 512},
-    "spatial AE bottleneck (4x4x32)": {"ae_global_bottleneck": False},
-}
-SPLIT_KEYS = ("ae_num_steps", "ae_learning_rate", "ae_latent_channels", "ae_global_bottleneck",
-              "ssim_max_val", "rho", "seed")
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Base config file.", lock_config=False)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the ablation's outputs.")
-_ONLY = flags.DEFINE_list("only", None, "Run only these variants (names as in VARIANTS).")
+_BASELINE = flags.DEFINE_string("baseline", None, "The default config's sweep workdir.")
+_VARIANTS = flags.DEFINE_string("variants", None, "A folder of one sweep workdir per variant.")
+_OUT = flags.DEFINE_string("out", None, "Where the numbers go (JSON).")
+PAIR_LOSSES = ("loss/closeness", "loss/dispersion", "loss/pairs")
 
 
-def main(argv):
+def _json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _curve(cell_dir: str, iteration: int) -> tuple[float | None, float | None]:
+    """Returns a cell's test AUC % at the report of `iteration` and averaged over the reports
+    after `iteration / 2` up to it (less noisy than one report), or Nones."""
+    path = os.path.join(cell_dir, "test_curve.json")
+    points = {p["iteration"]: 100 * float(np.mean(p["auc"])) for p in _json(path)}
+    if iteration not in points:
+        return None, None
+    late = [auc for it, auc in points.items() if iteration / 2 < it <= iteration]
+    return points[iteration], float(np.mean(late))
+
+
+def _last_pair_losses(cell_dir: str) -> dict[str, float]:
+    """Returns the pair losses of a cell's last report, from its TensorBoard scalars."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorBoard may import TensorFlow
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(os.path.join(cell_dir, "tensorboard"))
+    events.Reload()
+    return {tag.split("/")[1]: events.Scalars(tag)[-1].value
+            for tag in PAIR_LOSSES if tag in events.Tags()["scalars"]}
+
+
+def compare(baseline: str, variant: str) -> list[dict]:
+    """Returns one row per finished cell of the sweep workdir `variant`: its AUC %, the
+    baseline's at the same iteration and, for trained methods, both runs' late average
+    (`_curve`), its last report's AUC and pair losses, and the held-out stop's iterations."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(variant, "*", "*", "*", "results.json"))):
+        cell_dir = os.path.dirname(path)
+        dataset, normal_class, cell = cell_dir.split(os.sep)[-3:]
+        results = _json(path)
+        same = os.path.join(baseline, dataset, normal_class, cell)
+        row = {"dataset": dataset, "normal_class": int(normal_class),
+               "method": results["method"], "auc": 100 * results["auc_mean"]}
+        if results["method"] == "ssim":
+            row["baseline_auc"] = 100 * _json(os.path.join(same, "results.json"))["auc_mean"]
+        else:
+            n = results["num_iterations"]
+            (row["baseline_auc"], row["baseline_late_auc"]) = _curve(same, n)
+            (row["last_report_auc"], row["late_auc"]) = _curve(cell_dir, n)
+            row.update(iterations=n, **_last_pair_losses(cell_dir))
+            if "held_out" in results:
+                row["stopped_at"] = results["held_out"]["stopped_at"]
+        rows.append(row)
+    return rows
+
+
+def markdown(table: dict[str, list[dict]]) -> str:
+    """Returns a markdown table: a row per variant and method, a column per class (variant /
+    baseline AUC %), the mean difference, and for trained methods the mean difference of the
+    late averages."""
+    from ics_jax import paper, report
+
+    classes = sorted({(r["dataset"], r["normal_class"]) for rows in table.values() for r in rows})
+    names = [f"{report.DATASET_NAMES[d]} {paper.class_name(d, c)}" for d, c in classes]
+    lines = ["| variant | " + " | ".join(names) + " | mean difference | late average |",
+             "| --- |" + " --- |" * (len(names) + 2)]
+    for variant, method, rows in ((v, m, [r for r in found if r["method"] == m])
+                                  for v, found in table.items()
+                                  for m in sorted({r["method"] for r in found})):
+        by_class = {(r["dataset"], r["normal_class"]): r for r in rows}
+        cells, diffs, late = [], [], []
+        for key in classes:
+            r = by_class.get(key)
+            if r is None or r["baseline_auc"] is None:
+                cells.append("")
+                continue
+            diffs.append(r["auc"] - r["baseline_auc"])
+            cells.append(f"{r['auc']:.1f} / {r['baseline_auc']:.1f}")
+            if r.get("late_auc") is not None:
+                late.append(r["late_auc"] - r["baseline_late_auc"])
+        mean = f"{np.mean(diffs):+.1f} ({len(diffs)})" if diffs else ""
+        late_mean = f"{np.mean(late):+.1f}" if late else ""
+        lines.append(f"| {variant} ({method}) | " + " | ".join(cells)
+                     + f" | {mean} | {late_mean} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
     del argv
-    from ics_jax import data as data_lib
-    from ics_jax import outputs, pipeline
-    from ics_jax import split as split_lib
-    base, workdir = _CONFIG.value, _WORKDIR.value
-    data = data_lib.load_one_class(base.dataset, base.normal_class, data_dir=base.data_dir,
-                                   tfds_data_dir=base.tfds_data_dir)
-    splits, rows = {}, []
-    names = _ONLY.value or list(VARIANTS)
-    for name in names:
-        config = base.copy_and_resolve_references()
-        config.update(VARIANTS[name])
-        split_id = tuple(config[k] for k in SPLIT_KEYS)
-        run_dir = os.path.join(workdir, name.replace(" ", "_").replace("|", "").replace("'", ""))
-        results = pipeline.run_experiment(config, run_dir, data=data, split=splits.get(split_id))
-        if split_id not in splits:
-            splits[split_id] = split_lib.load(os.path.join(run_dir, "split.npz"))
-        rows.append({"variant": name, "overrides": VARIANTS[name], **results})
-        print(f"{name}: AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} "
-              f"(train {results['timing']['train']:.0f} s)", flush=True)
-    outputs.write_json(os.path.join(workdir, "ablation.json"), rows)
-    lines = [f"| variant | AUC % ({base.dataset} class {base.normal_class}, "
-             f"{base.num_iterations} iterations, {base.num_seeds} seeds) |", "| --- | --- |"]
-    lines += [f"| {r['variant']} | {100 * r['auc_mean']:.1f} ({100 * r['auc_std']:.1f}) |"
-              for r in rows]
-    outputs.write_text(os.path.join(workdir, "ablation.md"), "\n".join(lines) + "\n")
+    from ics_jax import outputs
+
+    if not (_BASELINE.value and _VARIANTS.value):
+        raise cli.UsageError("give --baseline DIR (the default's sweep) and --variants DIR")
+    table = {}
+    for variant in sorted(os.listdir(_VARIANTS.value)):
+        rows = compare(_BASELINE.value, os.path.join(_VARIANTS.value, variant))
+        if rows:
+            table[variant] = rows
+    print(markdown(table), end="", flush=True)
+    if _OUT.value:
+        outputs.write_json(_OUT.value, table)
 
 
 if __name__ == "__main__":
