@@ -1,5 +1,5 @@
-"""The label-free stop: the held-out part of the split, the best report per seed, and a run
-that returns the network of its best report and resumes to the same one."""
+"""The label-free stop: the held-out part of the split, the best report per seed (kept across a
+resume), and a run that returns the network of its best report."""
 
 import json
 
@@ -59,23 +59,16 @@ def test_best_report_keeps_each_seeds_lowest_loss_state_and_resumes_it(tmp_path)
     np.testing.assert_array_equal(resumed.finish()["v"], _states([2.0, 0.0])["v"])
 
 
-def test_a_run_returns_the_network_of_its_best_held_out_report_and_resumes_to_it(tmp_path):
+def test_a_run_returns_the_network_of_its_best_held_out_report(tmp_path):
     data = _synthetic(n_train=96)
-    config = _config(validation_fraction=0.2, test_curve=True, num_iterations=6, log_every=1)
+    config = _config(validation_fraction=0.2, test_curve=True, num_iterations=5, log_every=1)
     results = pipeline.run_experiment(config, str(tmp_path / "a"), data=data)
     held, curve = results["held_out"], results["test_curve"]
-    assert held["iterations"] == curve["iterations"] == [1, 2, 3, 4, 5, 6]
+    assert held["iterations"] == curve["iterations"] == [1, 2, 3, 4, 5]
     loss = np.asarray(held["loss"])  # [reports, seeds]
     for seed, stopped in enumerate(held["stopped_at"]):
         assert stopped == held["iterations"][int(np.argmin(loss[:, seed]))]
         assert results["auc"][seed] == curve["auc"][held["iterations"].index(stopped)][seed]
-
-    short = config.copy_and_resolve_references()
-    short.num_iterations = 3
-    pipeline.run_experiment(short, str(tmp_path / "b"), data=data)
-    resumed = pipeline.run_experiment(config, str(tmp_path / "b"), data=data)
-    assert resumed["held_out"] == held
-    assert resumed["auc"] == results["auc"]
 
 
 def test_a_run_kept_before_the_stop_existed_is_found_and_not_mistaken_for_one(tmp_path):
