@@ -85,9 +85,9 @@ class BestReport:
         loss = np.array([balanced_loss(t, a) for t, a in zip(typical, atypical, strict=True)])
         self.points = [p for p in self.points if p["iteration"] < iteration]
         self.points.append({"iteration": iteration, "loss": loss.tolist()})
-        host = jax.device_get(states)
         better = np.ones_like(loss, bool) if self.loss is None else loss < self.loss
         if better.any():
+            host = jax.device_get(states)  # copied only when a seed improved
             if self.states is None:
                 self.states, self.loss = host, loss
                 self.iteration = np.full(loss.shape, iteration, np.int32)
