@@ -51,20 +51,32 @@ def _column_means(found: dict, layout: Layout, dataset: str, method: str):
     return float(ours), float(theirs), len(done)
 
 
+# Variants of ICS that its cells report beside their per-seed AUC (results.json keys): the
+# seeds' mean score as one detector, and its rank average with the split's SSIM score.
+VARIANTS = {"ensemble_auc": "ICS, seed ensemble", "ssim_rank_average_auc": "ICS + SSIM ranks"}
+
+
+def _variant_columns(found: dict, layout: Layout) -> list[str]:
+    """Returns the `VARIANTS` keys that some finished `ics` cell of the layout holds."""
+    return [k for k in VARIANTS if "ics" in layout.methods and any(
+        k in r for (_, _, m), r in found.items() if m == "ics")]
+
+
 def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
                    rho: float = 0.1) -> str:
     """Returns one markdown table per dataset: a row per normal class, a column per method,
-    each entry `ours (std) / paper (ours - paper)` in AUC %, and a row of per-dataset means
-    over the finished classes; a single run shows no spread. Cells in `missing` say 'no weights';
-    unfinished cells are empty."""
+    each entry `ours (std) / paper (ours - paper)` in AUC %, then a column per ICS variant
+    (`VARIANTS`, ours only), and a row of per-dataset means over the finished classes; a single
+    run shows no spread. Cells in `missing` say 'no weights'; unfinished cells are empty."""
     found, ref = _by_key(results), paper.table1()
     missing_keys = {(c.dataset, c.normal_class, c.method) for c in missing}
+    variants = _variant_columns(found, layout)
+    names = [METHOD_NAMES[m] for m in layout.methods] + [VARIANTS[k] for k in variants]
     lines = [f"AUC in %: ours, mean (std) over seeds / the paper's Table 1 (difference). "
              f"rho = {rho:g} for the methods that split the normal class.", ""]
     for dataset in layout.datasets:
-        lines += [f"### {DATASET_NAMES[dataset]}", "",
-                  "| normal class | " + " | ".join(METHOD_NAMES[m] for m in layout.methods) + " |",
-                  "| --- |" + " --- |" * len(layout.methods)]
+        lines += [f"### {DATASET_NAMES[dataset]}", "", "| normal class | " + " | ".join(names)
+                  + " |", "| --- |" + " --- |" * len(names)]
         for c in layout.classes:
             entries = []
             for m in layout.methods:
@@ -75,19 +87,26 @@ def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
                     entries.append(f"{mean:.1f}{spread} / {p:.1f} ({mean - p:+.1f})")
                 else:
                     entries.append(f"no weights / {p:.1f}" if key in missing_keys else "")
+            ics = found.get((dataset, c, "ics"), {})
+            entries += [f"{100 * ics[k]:.1f}" if k in ics else "" for k in variants]
             lines.append(f"| {paper.class_name(dataset, c)} | " + " | ".join(entries) + " |")
         means = []
         for m in layout.methods:
             col = _column_means(found, layout, dataset, m)
             means.append("" if col is None else
                          f"**{col[0]:.1f}** / {col[1]:.1f} ({col[0] - col[1]:+.1f}), n={col[2]}")
+        for k in variants:
+            got = [found[(dataset, c, "ics")][k] for c in layout.classes
+                   if k in found.get((dataset, c, "ics"), {})]
+            means.append(f"**{100 * np.mean(got):.1f}**, n={len(got)}" if got else "")
         lines += ["| **mean** | " + " | ".join(means) + " |", ""]
     lines += _budget_lines(results)
     return "\n".join(lines) + "\n"
 
 
 def _budget_lines(results: dict) -> list[str]:
-    """One line per method: seeds and training budget of its finished cells."""
+    """One line per method: seeds, training budget and wall time per cell of its finished
+    cells (a cell's `timing.total`; the split, computed once per class, counts in the first)."""
     out = []
     for m in METHOD_NAMES:
         rs = [r for c, r in results.items() if c.method == m]
@@ -96,8 +115,11 @@ def _budget_lines(results: dict) -> list[str]:
             iters = sorted({r["num_iterations"] for r in rs})
             budget = f", {'/'.join(map(str, iters))} iterations" if m in (
                 "ics", "nn_w_ics", "naive_nn") else ""
+            times = [r["timing"]["total"] for r in rs if "timing" in r]
+            wall = (f", {np.min(times):.0f}-{np.max(times):.0f} s per cell (median "
+                    f"{np.median(times):.0f} s)" if times else "")
             out.append(f"- {METHOD_NAMES[m]}: {len(rs)} cells, "
-                       f"{'/'.join(map(str, seeds))} seed(s){budget}")
+                       f"{'/'.join(map(str, seeds))} seed(s){budget}{wall}")
     return out
 
 
