@@ -106,7 +106,7 @@ def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
 
 def _budget_lines(results: dict) -> list[str]:
     """One line per method: seeds, training budget and wall time per cell of its finished
-    cells (a cell's `timing.total`; the split, computed once per class, counts in the first)."""
+    cells (a cell's `timing.total`; a split the sweep trained once for the class is not in it)."""
     out = []
     for m in METHOD_NAMES:
         rs = [r for c, r in results.items() if c.method == m]
