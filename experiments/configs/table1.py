@@ -4,7 +4,7 @@
         --config.data_root=../shared/data
 
 Defaults follow the paper (5 seeds, 10000 iterations): hours on an accelerator. `table1.py:cpu`
-is the budget measured on a 2-core CPU (see the README); narrow with
+is one seed and 50 iterations, minutes per class on a 2-core CPU (docs/results.md); narrow with
 `--config.datasets=mnist --config.normal_classes=0,1 --config.methods=ics,ocsvm`.
 """
 
