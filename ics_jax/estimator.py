@@ -25,7 +25,7 @@ from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class _Detector:
@@ -133,11 +133,17 @@ class _Detector:
 class ICS(_Detector):
     """Deep one-class classification by intra-class splitting: the split autoencoder's SSIM
     splits the normal images into typical and atypical, and `num_seeds` classifiers are
-    trained on the split. `decision_function` is their mean anomaly logit. With
+    trained on the split. `decision_function` is their mean anomaly logit; with
+    `combine_ssim=True`, ICS + SSIM: the mean of an image's rank by that logit and by its SSIM
+    anomaly score, each among the training images' (`pipeline.ics_ssim_scores`). With
     `validation_fraction`, each classifier is the one of the report with the lowest binary loss
     on that part of the split, held out; `stopped_at_` lists those iterations (else None)."""
 
     method = "ics"
+
+    def __init__(self, *, combine_ssim: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.combine_ssim = combine_ssim
 
     def _fit(self, x, progress):
         split_key, init_key, train_key = pipeline.experiment_keys(self.config)
@@ -155,9 +161,19 @@ class ICS(_Detector):
                  "num_iterations": self.config.num_iterations, "losses": losses})))
         self._num_train = x.shape[0]
         self.stopped_at_ = None if stop is None else stop.summary()["stopped_at"]
+        self._reference = {"classifier": np.asarray(self._classifier_scores(x), np.float64),
+                           "ssim": -np.asarray(split.scores, np.float64)}
+
+    def _classifier_scores(self, x):
+        return np.mean(trainer.test_scores(self._trainer, self._states, x), axis=0)
 
     def _scores(self, x):
-        return np.mean(trainer.test_scores(self._trainer, self._states, x), axis=0)
+        if not self.combine_ssim:
+            return self._classifier_scores(x)
+        return pipeline.ics_ssim_scores(
+            self._classifier_scores(x), -split_lib.ssim_scores(
+                self._ae, self._ae_params, x, self.config.ssim_max_val),
+            self._reference["classifier"], self._reference["ssim"])
 
     def ssim_score(self, images) -> np.ndarray:
         """Returns `[M]` the split autoencoder's SSIM of each image against its reconstruction
@@ -166,10 +182,12 @@ class ICS(_Detector):
                                      self.config.ssim_max_val)
 
     def _extra(self):
-        return {"num_train": self._num_train, "stopped_at": self.stopped_at_}
+        return {"num_train": self._num_train, "stopped_at": self.stopped_at_,
+                "combine_ssim": self.combine_ssim}
 
     def _arrays(self):
-        return {"classifier": self._states, "autoencoder": self._ae_params}
+        return {"classifier": self._states, "autoencoder": self._ae_params,
+                "reference": self._reference}
 
     def _arrays_like(self, extra):
         self._trainer = trainer.make_trainer(self.config)
@@ -177,12 +195,16 @@ class ICS(_Detector):
         x = np.zeros((1, *self.image_shape), np.float32)
         return {"classifier": jax.device_get(self._trainer.init_states(
                     jax.random.key(0), self.config.num_seeds, self.image_shape)),
-                "autoencoder": jax.device_get(self._ae.init(jax.random.key(0), x)["params"])}
+                "autoencoder": jax.device_get(self._ae.init(jax.random.key(0), x)["params"]),
+                "reference": {k: np.zeros(extra["num_train"], np.float64)
+                              for k in ("classifier", "ssim")}}
 
     def _restore(self, arrays, extra):
         self._states, self._ae_params = arrays["classifier"], arrays["autoencoder"]
+        self._reference = {k: np.asarray(v) for k, v in arrays["reference"].items()}
         self._num_train = extra["num_train"]
         self.stopped_at_ = extra.get("stopped_at")
+        self.combine_ssim = extra["combine_ssim"]
 
 
 class AutoencoderSSIM(_Detector):

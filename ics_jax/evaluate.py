@@ -28,12 +28,21 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(np.asarray(labels), scores))
 
 
-def rank_average(*scores: np.ndarray) -> np.ndarray:
-    """Returns the mean over `scores` (each `[M]`, higher = more anomalous) of each image's rank
-    among the M, as a fraction in (0, 1]: a combination that no score's scale dominates."""
-    from scipy.stats import rankdata
+def rank_average(*scores: np.ndarray, references: list[np.ndarray] | None = None) -> np.ndarray:
+    """Returns `[M]`: the mean over `scores` (each `[M]`, higher = more anomalous) of each
+    image's mid-rank as a fraction in [0, 1], among `references[k]` (`[N_k]`, e.g. the same
+    score of the normal training images) when given, else among the M images themselves. No
+    score's scale dominates, and with references an image's value does not depend on the others
+    scored with it."""
+    references = scores if references is None else references
+    return np.mean([_mid_rank(np.sort(r), s) for s, r in zip(scores, references, strict=True)],
+                   axis=0)
 
-    return np.mean([rankdata(s) / len(s) for s in scores], axis=0)
+
+def _mid_rank(sorted_reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    below = np.searchsorted(sorted_reference, scores, side="left")
+    at_or_below = np.searchsorted(sorted_reference, scores, side="right")
+    return (below + at_or_below) / (2 * sorted_reference.shape[0])
 
 
 def summarize(aucs: list[float]) -> dict:

@@ -153,6 +153,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     return results
 
 
+def ics_ssim_scores(classifier: np.ndarray, ssim: np.ndarray, classifier_train: np.ndarray,
+                    ssim_train: np.ndarray) -> np.ndarray:
+    """Returns `[M]` scores of ICS + SSIM: the mean of an image's rank by the classifier's
+    anomaly score `classifier` `[M]` among the normal training images' `classifier_train`
+    `[N]`, and by its SSIM anomaly score `ssim` `[M]` (minus SSIM) among theirs, `ssim_train`."""
+    return evaluate.rank_average(classifier, ssim, references=[classifier_train, ssim_train])
+
+
 def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Split:
     """Returns the split: `split` if given, else `workdir/split.npz` if there, else a new one
     (every process computes the same one from the same key); process 0 writes it and Fig. 1."""
@@ -208,9 +216,11 @@ def _train_networks(config, workdir, data, split, keys, progress, primary):
     ensemble = np.mean(scores, axis=0)  # the seeds' mean logit as one detector
     if len(scores) > 1:
         extra["ensemble_auc"] = evaluate.auc(data.y_test, ensemble)
-    if split is not None and split.test_scores is not None:  # a named variant: with the SSIM
-        extra["ssim_rank_average_auc"] = evaluate.auc(data.y_test, evaluate.rank_average(
-            ensemble, baselines.ssim_anomaly_scores(split)))
+    if split is not None and split.test_scores is not None:  # the named variant ICS + SSIM
+        extra["ics_ssim_auc"] = evaluate.auc(data.y_test, ics_ssim_scores(
+            ensemble, baselines.ssim_anomaly_scores(split),
+            np.mean(trainer_lib.test_scores(trainer, states, data.x_train), axis=0),
+            -split.scores))
     if writer is not None:
         writer.scalars(config.num_iterations,
                        {"test/auc_mean": float(np.mean([evaluate.auc(data.y_test, s)

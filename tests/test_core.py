@@ -169,7 +169,21 @@ def test_rank_average_ignores_each_scores_scale_and_weighs_them_equally():
     combined = evaluate.rank_average(a, b)
     np.testing.assert_allclose(evaluate.rank_average(np.exp(a), 1e6 * b), combined)
     ranks = lambda s: np.argsort(np.argsort(s)) + 1  # noqa: E731  (no ties here)
-    np.testing.assert_allclose(combined, (ranks(a) + ranks(b)) / 100)
+    np.testing.assert_allclose(combined, (ranks(a) - 0.5 + ranks(b) - 0.5) / 100)
+
+
+def test_rank_average_among_references_scores_each_image_on_its_own():
+    rng = np.random.default_rng(2)
+    ref_a, ref_b = rng.normal(size=40), rng.normal(size=30)
+    a, b = rng.normal(size=9), rng.normal(size=9)
+    combined = evaluate.rank_average(a, b, references=[ref_a, ref_b])
+    share_below = lambda s, r: (r[None, :] < s[:, None]).mean(1)  # noqa: E731  (no ties)
+    np.testing.assert_allclose(combined, (share_below(a, ref_a) + share_below(b, ref_b)) / 2)
+    alone = [evaluate.rank_average(a[i:i + 1], b[i:i + 1], references=[ref_a, ref_b])[0]
+             for i in range(9)]
+    np.testing.assert_allclose(alone, combined)
+    tie = evaluate.rank_average(np.array([0.0]), references=[np.array([-1.0, 0.0, 0.0, 1.0])])
+    assert tie[0] == 0.5  # one below, two equal (counted half), one above
 
 
 def test_auc_refuses_non_finite_scores():

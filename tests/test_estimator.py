@@ -9,7 +9,8 @@ import pytest
 from conftest import TINY
 
 import ics_jax
-from ics_jax import checkpoint, evaluate
+from ics_jax import checkpoint, evaluate, pipeline
+from ics_jax import data as data_lib
 
 # Tiny networks, one seed, a few iterations: seconds on a CPU.
 SETTINGS = {**{k: v for k, v in TINY.items() if k not in ("log_every", "checkpoint_every")},
@@ -45,6 +46,36 @@ def test_anomalies_rank_higher_and_predict_flags_the_contamination(fitted):
     assert set(np.unique(model.predict(test))) <= {0, 1}
     ssim = model.ssim_score(test)  # the split's own score: normal images reconstruct better
     assert evaluate.auc(labels, -ssim) > 0.8
+
+
+def test_ics_plus_ssim_averages_each_scores_share_of_training_images_below(fitted, tmp_path):
+    model, test, labels = fitted
+    train = _images("normal", 96, 0)
+    classifier_train, ssim_train = model.decision_function(train), -model.ssim_score(train)
+    classifier, ssim = model.decision_function(test), -model.ssim_score(test)
+    combined = ics_jax.ICS(combine_ssim=True, **SETTINGS).fit(train)
+    share = lambda s, r: ((r[None] < s[:, None]).mean(1)  # noqa: E731
+                          + 0.5 * (r[None] == s[:, None]).mean(1))
+    expected = (share(classifier, classifier_train) + share(ssim, ssim_train)) / 2
+    np.testing.assert_allclose(combined.decision_function(test), expected)
+    np.testing.assert_array_equal(combined.decision_function(test[:1]), expected[:1])
+    combined.save(str(tmp_path / "model"))
+    loaded = ics_jax.ICS.load(str(tmp_path / "model"))
+    assert loaded.combine_ssim
+    np.testing.assert_array_equal(loaded.decision_function(test), expected)
+
+
+def test_ics_plus_ssim_scores_as_the_experiments_variant(fitted, tmp_path):
+    _, test, labels = fitted
+    train = _images("normal", 96, 0)
+    data = data_lib.OneClassData(x_train=data_lib.to_unit_images(train),
+                                 x_test=data_lib.to_unit_images(test), y_test=labels,
+                                 test_classes=labels)
+    config = ics_jax.default_config()
+    config.update(SETTINGS)
+    results = pipeline.run_experiment(config, str(tmp_path), data=data)
+    model = ics_jax.ICS(combine_ssim=True, **SETTINGS).fit(train)
+    assert evaluate.auc(labels, model.decision_function(test)) == results["ics_ssim_auc"]
 
 
 def test_the_stop_returns_the_network_of_the_iteration_it_names(tmp_path):

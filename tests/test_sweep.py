@@ -164,13 +164,13 @@ def test_table_puts_the_papers_values_and_differences_beside_ours():
 
 def test_table_adds_the_ics_variants_and_the_wall_time_per_cell():
     ics0 = {**_results(0.90), "ensemble_auc": 0.93, "timing": {"total": 100.0}}
-    ics2 = {**_results(0.80), "ensemble_auc": 0.81, "ssim_rank_average_auc": 0.85,
+    ics2 = {**_results(0.80), "ensemble_auc": 0.81, "ics_ssim_auc": 0.85,
             "timing": {"total": 300.0}}
     cells = {sweep.Cell("mnist", 0, "ics", None): ics0, sweep.Cell("mnist", 2, "ics", None): ics2}
     md = report.table_markdown(cells, report.Layout(["mnist"], [0, 1, 2], ["ics"]))
     rows = {r.split(" | ")[0].strip("| "): r[2:-2].split(" | ") for r in md.splitlines()
             if r.startswith("| ")}
-    assert rows["normal class"][1:] == ["ICS (ours)", "ICS, seed ensemble", "ICS + SSIM ranks"]
+    assert rows["normal class"][1:] == ["ICS (ours)", "ICS, seed ensemble", "ICS + SSIM"]
     assert rows["Digit 0"][2:] == ["93.0", ""]  # no rank average in this cell
     assert rows["Digit 2"][2:] == ["81.0", "85.0"]
     assert rows["**mean**"][2:] == ["**87.0**, n=2", "**85.0**, n=1"]
