@@ -200,6 +200,20 @@ def curve_points(cell_dir: str, labels: np.ndarray | None = None) -> dict:
     return out
 
 
+def authors_selection(cell_dir: str) -> dict[str, float]:
+    """Returns, from a cell's `test_curve.json`, what the authors' released protocol would
+    report (`evaluate.authors_protocol_split`): `selected`, the AUC % on the other 70% of the
+    test set of each seed's report with the best AUC on the 30%, and `final`, the last report's
+    AUC % on the same 70%, both averaged over the seeds. A diagnostic of test-label selection."""
+    with open(os.path.join(cell_dir, "test_curve.json")) as f:
+        points = json.load(f)
+    seeds = range(len(points[-1]["auc"]))
+    selected = [max(points, key=lambda p, i=i: p["authors_valid"][i])["authors_rest"][i]
+                for i in seeds]
+    return {"selected": 100 * float(np.mean(selected)),
+            "final": 100 * float(np.mean(points[-1]["authors_rest"]))}
+
+
 def plot_curves(path: str, title: str, panels: dict[str, dict[str, dict]],
                 ssim: dict[str, float]) -> None:
     """Saves one panel per class (`panels[class][label] = curve_points(...)`): test AUC against

@@ -207,3 +207,16 @@ def test_curve_points_average_the_seeds_and_rank_with_the_split(tmp_path):
     assert points["rank_average"] == [100.0, 100.0]
     flipped = report.curve_points(str(tmp_path), 1 - labels)  # the same scores, labels swapped
     assert flipped["rank_average"] == [0.0, 0.0]
+
+
+def test_authors_selection_reports_the_rest_at_each_seeds_best_validation_report(tmp_path):
+    from ics_jax import outputs
+
+    valid, rest = [[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], [[0.7, 0.2], [0.3, 0.9], [0.4, 0.6]]
+    outputs.write_json(str(tmp_path / "test_curve.json"), [
+        {"iteration": i + 1, "auc": [0.5, 0.5], "authors_valid": v, "authors_rest": r}
+        for i, (v, r) in enumerate(zip(valid, rest, strict=True))])
+    picked = report.authors_selection(str(tmp_path))
+    # Seed 0 is picked at iteration 1 (rest 0.7), seed 1 at 2 (rest 0.9); the last report: 0.4, 0.6.
+    assert picked["selected"] == pytest.approx(80.0)
+    assert picked["final"] == pytest.approx(50.0)
