@@ -45,9 +45,15 @@ class _Progress:
         print(f"iteration {it}/{total}  {losses}  {speed}", flush=True)
 
 
+# What a run's summary line shows beside its AUC, where results.json has it.
+ALSO_SHOWN = {"ics_ssim_auc": "ICS + SSIM", "ssim_auc": "the split's SSIM"}
+
+
 def _summary(results: dict, workdir: str) -> str:
     aucs = ", ".join(f"{a:.4f}" for a in results["auc"])
-    return (f"AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} (seeds: {aucs}); "
+    also = "".join(f"; {name} {results[k]:.4f}" for k, name in ALSO_SHOWN.items()
+                   if results.get(k) is not None and results["method"] != "ssim")
+    return (f"AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} (seeds: {aucs}){also}; "
             f"results in {os.path.join(workdir, 'results.json')}")
 
 

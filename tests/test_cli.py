@@ -125,6 +125,9 @@ def test_run_writes_results_config_split_checkpoints_metrics_and_figure(cli_run)
                    if line.startswith("split autoencoder: step")]
     assert split_lines and split_lines[-1].split()[3] == f"{TINY['ae_num_steps']}/" \
         f"{TINY['ae_num_steps']}"
+    last = cli_run["stdout"].splitlines()[-1]  # the summary shows the variants' AUCs too
+    assert f"ICS + SSIM {results['ics_ssim_auc']:.4f}" in last
+    assert f"the split's SSIM {results['ssim_auc']:.4f}" in last
 
 
 # Bad input: exit code 2 and one `error:` line, no traceback, nothing written --------------
