@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ics_jax import config as config_lib
 from ics_jax import xla
 from ics_jax.models import AutoEncoder
 
@@ -62,6 +63,6 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
 def build_autoencoder(config) -> AutoEncoder:
     """Returns the split autoencoder that `config` (its `ae_*` keys) describes."""
     return AutoEncoder(conv_features=tuple(config.ae_conv_features),
-                       latent_channels=config.ae_latent_channels,
+                       latent_channels=config_lib.ae_latent_channels(config),
                        global_bottleneck=config.ae_global_bottleneck,
                        negative_slope=config.ae_negative_slope)

@@ -10,8 +10,9 @@ images (default: the split's `rho`), and `decision_scores_` holds the training i
 `ICS`, `DeepSVDD` and `AutoencoderSSIM` (the split autoencoder's SSIM alone, the paper's SSIM
 baseline) share this form, so swapping one for another is one line. Images are `[N, H, W, C]`
 (or `[N, H, W]` for one channel), uint8 0-255 or float in [0, 1]. Any key of
-`ics_jax.default_config()` is a keyword; `fit` trains exactly as `run_experiment` does (the
-same split, trainer and keys), without a workdir.
+`ics_jax.default_config()` is a keyword (the split autoencoder's code size is MNIST's, 16, unless
+`ae_latent_channels=` or `dataset=` says otherwise); `fit` trains exactly as `run_experiment`
+does (the same split, trainer and keys), without a workdir.
 """
 
 import sys
@@ -41,7 +42,7 @@ class _Detector:
                                          "those of ics_jax.default_config()")
         config.update(overrides, method=self.method)
         config_lib.validate(config)
-        self.config = config
+        self.config = config_lib.resolved(config)
         self.contamination = config.rho if contamination is None else contamination
         if not 0.0 < self.contamination < 0.5:
             raise config_lib.ConfigError(f"contamination={self.contamination} must lie in "

@@ -52,7 +52,7 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
         return
     with open(path) as f:
         before = json.load(f)
-    now = json.loads(config.to_json())
+    now = json.loads(config_lib.resolved(config).to_json())
     ignored = set(EXECUTION_KEYS) | {"num_iterations"}
     if config.method not in SPLIT_METHODS:
         ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
@@ -111,7 +111,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                                        tfds_data_dir=config.tfds_data_dir)
     primary = distributed.is_primary()  # with several processes, only process 0 writes files
     if primary:
-        outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        outputs.write_json(os.path.join(workdir, "config.json"),
+                           config_lib.resolved(config).to_dict())
     split_key, init_key, train_key = experiment_keys(config)
     seed_ids = [config.seed + i for i in range(config.num_seeds)]
 

@@ -1,5 +1,6 @@
 """The library pipeline on synthetic data: resume equals an uninterrupted run; NaN stops a run."""
 
+import json
 import math
 import re
 
@@ -61,6 +62,22 @@ def test_a_finished_run_is_returned_unchanged_and_another_config_is_refused(tmp_
     assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == stamps
     with pytest.raises(pipeline.config_lib.ConfigError, match="rho=0.1, not 0.2"):
         pipeline.run_experiment(_config(rho=0.2), str(workdir), data=data)
+
+
+def test_a_datasets_default_is_recorded_and_an_explicit_equal_value_is_the_same_run(tmp_path):
+    from ics_jax.config import AE_LATENT_CHANNELS
+
+    workdir = str(tmp_path / "run")
+    first = pipeline.run_experiment(_config(dataset="fashion_mnist", ae_latent_channels=None),
+                                    workdir, data=_synthetic())
+    with open(f"{workdir}/config.json") as f:
+        assert json.load(f)["ae_latent_channels"] == AE_LATENT_CHANNELS["fashion_mnist"]
+    same = _config(dataset="fashion_mnist", ae_latent_channels=AE_LATENT_CHANNELS["fashion_mnist"])
+    assert pipeline.finished_results(workdir, same) == first
+    other = AE_LATENT_CHANNELS["cifar10"]
+    with pytest.raises(pipeline.config_lib.ConfigError, match=f"not {other}"):
+        pipeline.finished_results(workdir, _config(dataset="fashion_mnist",
+                                                   ae_latent_channels=other))
 
 
 def test_output_files_are_readable_by_everyone_the_umask_allows(tmp_path):
