@@ -5,9 +5,10 @@ r"""The ablation table: each variant's sweep beside the default's, at the same i
 
 Every folder of `--variants` is the sweep workdir of one variant (run with
 `--config.test_curve=True`; `runs/ablation/run.sh` makes them). A cell is compared with the
-baseline's cell of the same dataset, class and method: a trained method with the baseline's
-test curve at the variant's iteration count (a shorter run is a prefix of a longer one), SSIM
-with the baseline's SSIM AUC. Test labels describe the variants here; nothing is chosen by them.
+cell of the same dataset, class and method in the first `--baseline` workdir that has it
+(`--baseline docs/table1_ae32,docs/table1` for cells spread over two): a trained method with
+that cell's test curve at the variant's iteration count (a shorter run is a prefix of a longer
+one), SSIM with its SSIM AUC. Test labels describe the variants here; nothing is chosen by them.
 Prints a markdown table and writes the numbers to `--out`.
 """
 
@@ -20,7 +21,8 @@ from absl import flags
 
 from experiments import cli
 
-_BASELINE = flags.DEFINE_string("baseline", None, "The default config's sweep workdir.")
+_BASELINE = flags.DEFINE_list("baseline", None, "The default config's sweep workdirs; a cell is "
+                               "compared with the first of them that has it.")
 _VARIANTS = flags.DEFINE_string("variants", None, "A folder of one sweep workdir per variant.")
 _OUT = flags.DEFINE_string("out", None, "Where the numbers go (JSON).")
 PAIR_LOSSES = ("loss/closeness", "loss/dispersion", "loss/pairs")
@@ -53,16 +55,26 @@ def _last_pair_losses(cell_dir: str) -> dict[str, float]:
             for tag in PAIR_LOSSES if tag in events.Tags()["scalars"]}
 
 
-def compare(baseline: str, variant: str) -> list[dict]:
+def _first_with(baselines: list[str], *cell: str) -> str:
+    """Returns the cell's folder in the first baseline workdir that finished it."""
+    for baseline in baselines:
+        if os.path.exists(os.path.join(baseline, *cell, "results.json")):
+            return os.path.join(baseline, *cell)
+    raise cli.UsageError(f"no baseline has the cell {'/'.join(cell)}; the baselines: "
+                         f"{', '.join(baselines)}")
+
+
+def compare(baselines: list[str], variant: str) -> list[dict]:
     """Returns one row per finished cell of the sweep workdir `variant`: its AUC %, the
-    baseline's at the same iteration and, for trained methods, both runs' late average
-    (`_curve`), its last report's AUC and pair losses, and the held-out stop's iterations."""
+    baselines' (`_first_with`) at the same iteration and, for trained methods, both runs' late
+    average (`_curve`), its last report's AUC and pair losses, and the held-out stop's
+    iterations."""
     rows = []
     for path in sorted(glob.glob(os.path.join(variant, "*", "*", "*", "results.json"))):
         cell_dir = os.path.dirname(path)
         dataset, normal_class, cell = cell_dir.split(os.sep)[-3:]
         results = _json(path)
-        same = os.path.join(baseline, dataset, normal_class, cell)
+        same = _first_with(baselines, dataset, normal_class, cell)
         row = {"dataset": dataset, "normal_class": int(normal_class),
                "method": results["method"], "auc": 100 * results["auc_mean"]}
         if results["method"] == "ssim":
@@ -114,7 +126,8 @@ def main(argv: list[str]) -> None:
     from ics_jax import outputs
 
     if not (_BASELINE.value and _VARIANTS.value):
-        raise cli.UsageError("give --baseline DIR (the default's sweep) and --variants DIR")
+        raise cli.UsageError("give --baseline DIR[,DIR...] (the default's sweeps) and "
+                             "--variants DIR")
     table = {}
     for variant in sorted(os.listdir(_VARIANTS.value)):
         rows = compare(_BASELINE.value, os.path.join(_VARIANTS.value, variant))

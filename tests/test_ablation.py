@@ -1,4 +1,5 @@
-"""The ablation table compares a variant with the default at the variant's own iteration."""
+"""The ablation table compares a variant with the default at the variant's own iteration, each
+cell with the first baseline workdir that has it."""
 
 import json
 
@@ -27,11 +28,12 @@ def test_a_variant_is_compared_at_its_iteration_not_the_baselines_end(tmp_path):
     base, variant = tmp_path / "base", tmp_path / "variant"
     _cell(base, "ics_rho0.1", {"method": "ics", "num_iterations": 800, "auc_mean": 0.99},
           curve={100: 0.5, 200: 0.6, 300: 0.7, 400: 0.8, 800: 0.99})
-    _cell(base, "ssim", {"method": "ssim", "auc_mean": 0.9})
+    _cell(tmp_path / "other_base", "ssim", {"method": "ssim", "auc_mean": 0.9})
     _cell(variant, "ics_rho0.1", {"method": "ics", "num_iterations": 400, "auc_mean": 0.85},
           curve={300: 0.75, 400: 0.85}, losses={300: 0.4, 400: 0.2})
     _cell(variant, "ssim", {"method": "ssim", "auc_mean": 0.95})
-    ics, ssim = sorted(ablation.compare(str(base), str(variant)), key=lambda r: r["method"])
+    baselines = [str(base), str(tmp_path / "other_base")]  # the SSIM cell is in the second
+    ics, ssim = sorted(ablation.compare(baselines, str(variant)), key=lambda r: r["method"])
     assert ics["auc"] == pytest.approx(85) and ics["baseline_auc"] == pytest.approx(80)
     assert ics["late_auc"] == pytest.approx(80) and ics["baseline_late_auc"] == pytest.approx(75)
     assert ics["closeness"] == pytest.approx(0.2)  # the last report's
