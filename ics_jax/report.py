@@ -153,19 +153,22 @@ def table_csv(results: dict, layout: Layout) -> str:
     return "\n".join(rows) + "\n"
 
 
-def rho_curve(results: dict) -> dict[str, tuple[list[float], list[float], list[int]]]:
-    """Returns `{dataset: (rhos, mean AUC % over classes and seeds, classes per point)}` of the
-    finished `ics` cells with a `rho`."""
-    points: dict[str, dict[float, list[float]]] = {}
+def rho_curve(results: dict) -> dict[str, tuple[list[float], list[float], int]]:
+    """Returns `{dataset: (rhos, mean AUC % over classes and seeds, number of classes)}` of the
+    finished `ics` cells with a `rho`, over the classes finished at every `rho` of the dataset,
+    so that a partly run sweep compares the same classes at each point."""
+    aucs: dict[str, dict[float, dict[int, list[float]]]] = {}
     for cell, r in results.items():
         if cell.method == "ics" and cell.rho is not None:
-            points.setdefault(cell.dataset, {}).setdefault(cell.rho, []).extend(
-                100 * a for a in r["auc"])
+            aucs.setdefault(cell.dataset, {}).setdefault(cell.rho, {})[cell.normal_class] = [
+                100 * a for a in r["auc"]]
     curves = {}
-    for dataset, by_rho in points.items():
+    for dataset, by_rho in aucs.items():
         rhos = sorted(by_rho)
-        curves[dataset] = (rhos, [float(np.mean(by_rho[r])) for r in rhos],
-                           [len(by_rho[r]) for r in rhos])
+        classes = set.intersection(*(set(by_rho[r]) for r in rhos))
+        if classes:
+            curves[dataset] = (rhos, [float(np.mean([a for c in classes for a in by_rho[r][c]]))
+                                      for r in rhos], len(classes))
     return curves
 
 
@@ -173,8 +176,8 @@ def plot_rho_curve(path: str, results: dict) -> None:
     """Saves Fig. 4: mean ICS AUC against `rho`, one line per dataset."""
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     curves = rho_curve(results)
-    for dataset, (rhos, aucs, counts) in curves.items():
-        ax.plot(rhos, aucs, marker="o", label=f"{DATASET_NAMES[dataset]} (n={min(counts)})")
+    for dataset, (rhos, aucs, num_classes) in curves.items():
+        ax.plot(rhos, aucs, marker="o", label=f"{DATASET_NAMES[dataset]} ({num_classes} classes)")
     ax.set_xlabel("rho (atypical fraction)")
     ax.set_ylabel("AUC % (mean over classes, seeds)")
     ax.grid(alpha=0.3)

@@ -96,6 +96,19 @@ def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, da
     assert curve["mnist"][1][1] == pytest.approx(100 * by_method[("ics", 0.2)]["auc_mean"])
 
 
+def test_the_rho_curve_compares_the_same_classes_at_every_rho():
+    def ics(normal_class, rho, *aucs):
+        return sweep.Cell("mnist", normal_class, "ics", rho), {"auc": list(aucs)}
+
+    # Class 2 is finished at both rhos, class 5 only at the first (a sweep stopped midway).
+    results = dict([ics(2, 0.1, 0.9, 0.8), ics(5, 0.1, 0.5, 0.5), ics(2, 0.2, 0.7, 0.7),
+                    (sweep.Cell("mnist", 5, "nn_w_ics", 0.2), {"auc": [0.1]})])
+    rhos, aucs, num_classes = report.rho_curve(results)["mnist"]
+    assert rhos == [0.1, 0.2] and num_classes == 1
+    assert aucs == pytest.approx([85.0, 70.0])
+    assert report.rho_curve(dict([ics(2, 0.1, 0.9), ics(5, 0.2, 0.7)])) == {}
+
+
 def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
     workdir = str(tmp_path / "sweep")
     sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
