@@ -177,7 +177,8 @@ def plot_rho_curve(path: str, results: dict) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     curves = rho_curve(results)
     for dataset, (rhos, aucs, num_classes) in curves.items():
-        ax.plot(rhos, aucs, marker="o", label=f"{DATASET_NAMES[dataset]} ({num_classes} classes)")
+        classes = "1 class" if num_classes == 1 else f"{num_classes} classes"
+        ax.plot(rhos, aucs, marker="o", label=f"{DATASET_NAMES[dataset]} ({classes})")
     ax.set_xlabel("rho (atypical fraction)")
     ax.set_ylabel("AUC % (mean over classes, seeds)")
     ax.grid(alpha=0.3)
