@@ -5,13 +5,16 @@ r"""Test AUC against iterations for the cells of sweeps run with `--config.test_
 
 For every dataset in the workdir (narrowed to `--classes`), one figure `curves_<dataset>.png`
 (a panel per class: ICS, NNwICS and the split's SSIM score, and the rank average of each with
-the SSIM score) and the numbers in `curves.json` beside it; printed, per dataset, what the
+the SSIM score) and the numbers in `curves.json` beside it. Classes that an earlier
+`curves.json` in `--out_dir` holds and the workdir does not stay in it and in the figures, so
+curves run in several workdirs (or sessions) draw together. Printed, per dataset, what the
 authors' released protocol (the report with the best AUC on 30% of the test set) would report
 for ICS on the other 70%, against the last report. Test labels describe training here; nothing
 is chosen by them.
 """
 
 import glob
+import json
 import os
 
 from absl import flags
@@ -43,6 +46,23 @@ def _authors_lines(dataset: str, picks: dict[str, dict]) -> list[str]:
     final, selected = (np.mean([p[k] for p in picks.values()]) for k in ("final", "selected"))
     return lines + [f"| mean (n={len(picks)}) | {final:.1f} | {selected:.1f} | "
                     f"{selected - final:+.1f} |", ""]
+
+
+def merge_earlier(summary: dict, earlier: dict) -> dict:
+    """Returns `summary` (`{dataset: {"curves", "ssim", "authors_protocol"}}`, each keyed by
+    class name) with the classes and datasets of `earlier` that it lacks added, each dataset's
+    classes in the datasets' class order; where both hold a class, `summary`'s wins."""
+    from ics_jax import paper
+
+    merged = {}
+    for dataset in {**earlier, **summary}:
+        order = [paper.class_name(dataset, i) for i in range(10)]
+        old, new = earlier.get(dataset, {}), summary.get(dataset, {})
+        merged[dataset] = {}
+        for key in ("curves", "ssim", "authors_protocol"):
+            both = {**old.get(key, {}), **new.get(key, {})}
+            merged[dataset][key] = {name: both[name] for name in order if name in both}
+    return merged
 
 
 def main(argv: list[str]) -> None:
@@ -81,12 +101,17 @@ def main(argv: list[str]) -> None:
                 ssim[name] = 100 * evaluate.auc(labels, baselines.ssim_anomaly_scores(
                     split_lib.load(os.path.join(cell_dirs[0], "split.npz"))))
         summary[dataset] = {"curves": panels, "ssim": ssim, "authors_protocol": picks}
+    summary_path = os.path.join(out_dir, "curves.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = merge_earlier(summary, json.load(f))
+    for dataset in found:
+        name, entry = report.DATASET_NAMES[dataset], summary[dataset]
         report.plot_curves(os.path.join(out_dir, f"curves_{dataset}.png"),
-                           f"{report.DATASET_NAMES[dataset]}: test AUC over training", panels,
-                           ssim)
-        if picks:
-            print("\n".join(_authors_lines(report.DATASET_NAMES[dataset], picks)), flush=True)
-    outputs.write_json(os.path.join(out_dir, "curves.json"), summary)
+                           f"{name}: test AUC over training", entry["curves"], entry["ssim"])
+        if entry["authors_protocol"]:
+            print("\n".join(_authors_lines(name, entry["authors_protocol"])), flush=True)
+    outputs.write_json(summary_path, summary)
     print(f"{', '.join(found)} -> {out_dir}", flush=True)
 
 
