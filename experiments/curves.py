@@ -48,23 +48,6 @@ def _authors_lines(dataset: str, picks: dict[str, dict]) -> list[str]:
                     f"{selected - final:+.1f} |", ""]
 
 
-def merge_earlier(summary: dict, earlier: dict) -> dict:
-    """Returns `summary` (`{dataset: {"curves", "ssim", "authors_protocol"}}`, each keyed by
-    class name) with the classes and datasets of `earlier` that it lacks added, each dataset's
-    classes in the datasets' class order; where both hold a class, `summary`'s wins."""
-    from ics_jax import paper
-
-    merged = {}
-    for dataset in {**earlier, **summary}:
-        order = [paper.class_name(dataset, i) for i in range(10)]
-        old, new = earlier.get(dataset, {}), summary.get(dataset, {})
-        merged[dataset] = {}
-        for key in ("curves", "ssim", "authors_protocol"):
-            both = {**old.get(key, {}), **new.get(key, {})}
-            merged[dataset][key] = {name: both[name] for name in order if name in both}
-    return merged
-
-
 def main(argv: list[str]) -> None:
     del argv
     from ics_jax import baselines, data, evaluate, outputs, paper, report, sweep
@@ -104,7 +87,7 @@ def main(argv: list[str]) -> None:
     summary_path = os.path.join(out_dir, "curves.json")
     if os.path.exists(summary_path):
         with open(summary_path) as f:
-            summary = merge_earlier(summary, json.load(f))
+            summary = report.merge_curves(summary, json.load(f))
     for dataset in found:
         name, entry = report.DATASET_NAMES[dataset], summary[dataset]
         report.plot_curves(os.path.join(out_dir, f"curves_{dataset}.png"),

@@ -218,6 +218,22 @@ def authors_selection(cell_dir: str) -> dict[str, float]:
             "final": 100 * float(np.mean(points[-1]["authors_rest"]))}
 
 
+def merge_curves(summary: dict, earlier: dict) -> dict:
+    """Returns `summary` (as `experiments.curves` writes it: `{dataset: {"curves", "ssim",
+    "authors_protocol"}}`, each keyed by class name) with the classes and datasets of `earlier`
+    that it lacks added, each dataset's classes in class order; `summary` wins where both hold
+    a class."""
+    merged = {}
+    for dataset in {**earlier, **summary}:
+        order = [paper.class_name(dataset, i) for i in range(10)]
+        old, new = earlier.get(dataset, {}), summary.get(dataset, {})
+        merged[dataset] = {}
+        for key in ("curves", "ssim", "authors_protocol"):
+            both = {**old.get(key, {}), **new.get(key, {})}
+            merged[dataset][key] = {name: both[name] for name in order if name in both}
+    return merged
+
+
 def plot_curves(path: str, title: str, panels: dict[str, dict[str, dict]],
                 ssim: dict[str, float]) -> None:
     """Saves one panel per class (`panels[class][label] = curve_points(...)`): test AUC against

@@ -233,3 +233,20 @@ def test_authors_selection_reports_the_rest_at_each_seeds_best_validation_report
     # Seed 0 is picked at iteration 1 (rest 0.7), seed 1 at 2 (rest 0.9); the last report: 0.4, 0.6.
     assert picked["selected"] == pytest.approx(80.0)
     assert picked["final"] == pytest.approx(50.0)
+
+
+def _curves_entry(**classes):
+    return {"curves": {n: {"ICS": {"iterations": [100], "auc": [a]}} for n, a in classes.items()},
+            "ssim": {n: a - 1 for n, a in classes.items()}, "authors_protocol": {}}
+
+
+def test_merged_curves_keep_earlier_classes_in_class_order_and_the_new_run_wins():
+    earlier = {"mnist": _curves_entry(**{"Digit 5": 90.0, "Digit 2": 80.0}),
+               "fashion_mnist": _curves_entry(**{"Pullover": 70.0})}
+    earlier["mnist"].pop("authors_protocol")  # curves.json files from before the key existed
+    new = {"mnist": _curves_entry(**{"Digit 8": 60.0, "Digit 5": 95.0})}
+    merged = report.merge_curves(new, earlier)
+    assert list(merged["mnist"]["curves"]) == ["Digit 2", "Digit 5", "Digit 8"]
+    assert merged["mnist"]["curves"]["Digit 5"]["ICS"]["auc"] == [95.0]
+    assert merged["mnist"]["ssim"] == {"Digit 2": 79.0, "Digit 5": 94.0, "Digit 8": 59.0}
+    assert merged["fashion_mnist"] == earlier["fashion_mnist"]
