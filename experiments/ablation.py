@@ -94,7 +94,7 @@ def markdown(table: dict[str, list[dict]]) -> str:
     """Returns a markdown table: a row per variant and method, a column per class (variant /
     baseline AUC %), the mean difference, and for trained methods the mean difference of the
     late averages."""
-    from ics_jax import paper, report
+    from experiments import paper, report
 
     classes = sorted({(r["dataset"], r["normal_class"]) for rows in table.values() for r in rows})
     names = [f"{report.DATASET_NAMES[d]} {paper.class_name(d, c)}" for d, c in classes]

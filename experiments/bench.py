@@ -3,7 +3,7 @@ r"""Throughput of the ICS training as a run does it, beside a PyTorch eager peer
     python -m experiments.bench --config bench.py --workdir runs/bench
 
 On synthetic images (no dataset files), with the model, batch and autoencoder of the config,
-through the trainer `run_experiment` uses (`trainer.make_trainer`, `seeds.run`): an f32 matmul
+through the trainer `run_experiment` uses (`trainer.make_trainer`, `seeds.runner`): an f32 matmul
 peak; the SSIM split; the ICS iteration (time to the first report, iterations and images per
 second, FLOP/s from XLA's cost analysis, memory, host overhead from a profiler trace,
 `experiments.busy`); seed-iterations per second for several seed counts; and, with PyTorch
@@ -31,7 +31,7 @@ from ml_collections import config_flags
 
 from experiments import busy, cli
 from ics_jax import config as config_lib
-from ics_jax import outputs, pipeline, seeds, trainer, xla
+from ics_jax import outputs, seeds, trainer, xla
 from ics_jax import split as split_lib
 
 MATMUL_REPEATS = 5
@@ -59,8 +59,8 @@ def images_per_iteration(phases: tuple[str, ...], batch_size: int) -> int:
 def timed_run(t: trainer.Trainer, data, num_seeds: int, config, num_reports: int,
               report_every: int) -> list[tuple[int, float]]:
     """Runs `num_reports` reports of `report_every` iterations of `num_seeds` fresh seeds
-    through `seeds.run`; returns `(iteration, seconds since the start)` at each report."""
-    states = t.init_states(jax.random.key(1), num_seeds, data.typical.shape[1:])
+    through the seeds' runner; returns `(iteration, seconds since the start)` at each report."""
+    states = t.init_states(list(range(num_seeds)), data.typical.shape[1:])
     keys = jax.random.split(jax.random.key(2), num_seeds)
     stamps, start = [], time.perf_counter()
 
@@ -68,8 +68,8 @@ def timed_run(t: trainer.Trainer, data, num_seeds: int, config, num_reports: int
         jax.block_until_ready(metrics)  # as training does: the metrics go to the host
         stamps.append((end, time.perf_counter() - start))
 
-    seeds.run(t.iteration, states, data, keys, 0, num_reports * report_every,
-              report_every=report_every, on_report=on_report)
+    seeds.runner()(t.step, states, data, keys, 0, num_reports * report_every,
+                   report_every=report_every, on_report=on_report)
     return stamps
 
 
@@ -81,9 +81,9 @@ def rate(stamps: list[tuple[int, float]]) -> float:
 
 def iteration_costs(t: trainer.Trainer, data) -> dict:
     """Returns XLA's FLOPs and bytes of one seed's iteration, compiled as the CPU runs it."""
-    state = t.init_states(jax.random.key(1), 1, data.typical.shape[1:])
+    state = t.init_states([0], data.typical.shape[1:])
     args = (seeds.unstack(state, 1)[0], data, jax.random.key(2), np.int32(0))
-    compiled = xla.jit(t.iteration).lower(*args).compile()
+    compiled = xla.jit(t.step).lower(*args).compile()
     flops = (compiled.cost_analysis() or {}).get("flops")
     m = compiled.memory_analysis()
     memory = None if m is None else (m.temp_size_in_bytes + m.argument_size_in_bytes
@@ -168,7 +168,7 @@ def run(config: ml_collections.ConfigDict) -> dict:
     results = {"backend": jax.default_backend(), "device_count": jax.device_count(),
                "placement": seeds.placement(), "matmul_gflops": matmul_gflops(config.matmul_size)}
     start = time.perf_counter()
-    parts, _ = split_lib.compute_split(config, images, pipeline.experiment_keys(config)[0])
+    parts, _ = split_lib.compute_split(config, images, split_lib.split_key(config))
     results["ssim_split_s"] = time.perf_counter() - start
     t = trainer.make_trainer(config)
     data = trainer.split_data(images, parts)

@@ -51,9 +51,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean the user's input was wrong: a bad flag, config or data file, or a
     path that cannot be read or written."""
+    from experiments.cells import SweepError
     from ics_jax.config import ConfigError
     from ics_jax.data import DataError
-    from ics_jax.sweep import SweepError
 
     return UsageError, ConfigError, DataError, SweepError, OSError
 

@@ -50,7 +50,8 @@ def _authors_lines(dataset: str, picks: dict[str, dict]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     del argv
-    from ics_jax import baselines, data, evaluate, outputs, paper, report, sweep
+    from experiments import cells, paper, report
+    from ics_jax import baselines, data, evaluate, outputs
     from ics_jax import split as split_lib
 
     workdir, out_dir = _WORKDIR.value, _OUT_DIR.value or _WORKDIR.value
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> None:
             labels = None
             if _DATA_ROOT.value:
                 labels = data.load_one_class(dataset, normal_class, data_dir=os.path.join(
-                    _DATA_ROOT.value, sweep.LOCAL_FILES[dataset])).y_test
+                    _DATA_ROOT.value, cells.LOCAL_FILES[dataset])).y_test
             name = paper.class_name(dataset, normal_class)
             panels[name] = {}
             for cell_dir in cell_dirs:

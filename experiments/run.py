@@ -62,6 +62,7 @@ def main(argv: list[str]) -> None:
     from ics_jax import baselines, distributed, pipeline, trainer
     from ics_jax import config as config_lib
     from ics_jax import data as data_lib
+    from ics_jax import workdir as workdir_lib
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
@@ -70,7 +71,7 @@ def main(argv: list[str]) -> None:
     if not distributed.is_primary():  # process 0 speaks for all
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
-    done = pipeline.finished_results(workdir, config)
+    done = workdir_lib.finished_results(workdir, config)
     if done is not None:
         print(f"{workdir} holds this run, finished: {_summary(done, workdir)}; nothing changed",
               flush=True)

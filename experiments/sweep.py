@@ -26,17 +26,17 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False,
 
 def main(argv: list[str]) -> None:
     del argv
-    from ics_jax import sweep  # after flag parsing: a bad flag should not wait on JAX
+    from experiments import cells  # after flag parsing: a bad flag should not wait on JAX
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
         raise cli.UsageError("give --config table1.py and --workdir DIR")
     if _REPORT_ONLY.value:
-        sweep.write_reports(config, workdir)
+        cells.write_reports(config, workdir)
         print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
         return
-    todo = sweep.cells(config)
-    left = [c for c in todo if not sweep.is_finished(workdir, c, config)]
+    todo = cells.cells(config)
+    left = [c for c in todo if not cells.is_finished(workdir, c, config)]
     print(f"{len(todo)} cells, {len(todo) - len(left)} finished -> {workdir}", flush=True)
     t0 = time.time()
 
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
               f"({results['timing']['total']:.0f} s, {time.time() - t0:.0f} s so far)",
               flush=True)
 
-    sweep.run_sweep(config, workdir, on_cell=on_cell)
+    cells.run_sweep(config, workdir, on_cell=on_cell)
     print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
 
 

@@ -1,11 +1,13 @@
 """ics-jax: deep one-class classification by intra-class splitting (Schlachter et al., 2019).
 
 The pieces, one module each: `data` (datasets as arrays), `files` (raw file formats), `models`
-(backbones, heads, the split autoencoder), `losses` (equations 2-4), `autoencoder` (training the
-split autoencoder), `split` (the SSIM split), `train` (one ICS iteration), `seeds` (how the seeds
-run), `trainer` (a config's networks trained), `checkpoint` (Orbax), `evaluate` (AUC),
+(backbones, heads, the split autoencoder), `losses` (equations 2-4), `step` (the one update step
+every network trains with), `autoencoder` (training the split autoencoder), `split` (the SSIM
+split), `train` (the ICS phases' losses), `seeds` (how the seeds run), `trainer` (a config's
+networks trained), `checkpoint` (Orbax), `evaluate` (AUC), `workdir` (resuming a run),
 `pipeline` (one experiment end to end), `estimator` (`ICS`, `DeepSVDD`, `AutoencoderSSIM`: fit,
-score, save, load), `paper` (the paper's Table 1), `xla` (compiler options).
+score, save, load), `xla` (compiler options). The paper's tables and sweeps are in
+`experiments/`.
 """
 
 from ics_jax.config import default_config

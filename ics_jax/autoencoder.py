@@ -8,7 +8,7 @@ import numpy as np
 import optax
 
 from ics_jax import config as config_lib
-from ics_jax import xla
+from ics_jax import step as step_lib
 from ics_jax.models import AutoEncoder
 
 
@@ -38,26 +38,19 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
     within seconds that it is alive), every `progress_every` steps and the last one."""
     autoencoder = autoencoder or AutoEncoder()
     init_key, batch_key = jax.random.split(key)
-    params = autoencoder.init(init_key, jnp.asarray(images[:1]))["params"]
     tx = optax.adam(learning_rate)
+    state = step_lib.init_state(tx, autoencoder.init(init_key, jnp.asarray(images[:1])))
 
-    def step(carry, data, t):
-        params, opt_state = carry
-        batch = data[jax.random.randint(jax.random.fold_in(batch_key, t), (batch_size,), 0,
-                                        data.shape[0])]
-        value, grads = jax.value_and_grad(
-            lambda p: reconstruction_loss(autoencoder, p, batch, loss))(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
+    def reconstruction(params, batch_stats, data, key):
+        batch = data[jax.random.randint(key, (batch_size,), 0, data.shape[0])]
+        return reconstruction_loss(autoencoder, params, batch, loss), batch_stats
 
-    step = xla.jit(step, donate_argnums=0)
-    carry, data = (params, tx.init(params)), jnp.asarray(images)
-    for t in range(num_steps):
-        carry, value = step(carry, data, np.int32(t))
-        if progress is not None and (t == 0 or (t + 1) % progress_every == 0
-                                     or t + 1 == num_steps):
-            progress(t + 1, float(value))
-    return autoencoder, carry[0]
+    state, _ = step_lib.fit(
+        step_lib.make_step({"reconstruction": reconstruction}, tx), state, jnp.asarray(images),
+        batch_key, num_steps, progress_every=progress_every,
+        progress=None if progress is None else (
+            lambda t, metrics: progress(t, metrics["loss/reconstruction"])))
+    return autoencoder, state.params
 
 
 def build_autoencoder(config) -> AutoEncoder:

@@ -45,7 +45,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.method = "ics"
     c.rho = 0.1
     c.num_seeds = 5
-    c.seed = 0
+    c.seed = 0  # the first seed; a run's seeds are seed, seed + 1, ..., each computed alone
+    c.split_seed = 0  # the split autoencoder's key, the same for every seed of a run
     # Classifier and its training.
     c.backbone = "alexnet"
     c.conv_features = (32, 64, 96, 96, 64)  # alexnet; icsnet uses its own (16, 32, 64, 128)

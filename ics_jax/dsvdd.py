@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ics_jax import step as step_lib
 from ics_jax import xla
 from ics_jax.evaluate import batched_apply
 from ics_jax.models import max_pool_2x2
@@ -142,40 +143,24 @@ def _svdd_loss(encoder, variables, batch, center):
     return jnp.mean(jnp.sum(jnp.square(z - center), axis=-1)), state["batch_stats"]
 
 
-@xla.jit(static_argnames=("loss_fn", "module", "batch_size"))
-def _step(carry, t, key, data, target, learning_rate, weight_decay, *, loss_fn, module,
-          batch_size):
-    """One Adam step on `loss_fn(module, variables, batch, target) -> (loss, batch_stats)` plus
-    `weight_decay` times the sum of squared weights, on a minibatch drawn with `fold_in(key, t)`.
+def _fit(name: str, loss_fn: Callable, module: nn.Module, variables: dict, target,
+         images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
+         learning_rate: float, weight_decay: float):
+    """Trains `module` from `variables` with Adam on `loss_fn(module, variables, batch, target)
+    -> (loss, batch_stats)` over minibatches of `images`, every weight decayed by
+    `weight_decay`; returns `(variables, losses [num_steps])` (the losses without the decay)."""
+    tx = step_lib.with_weight_decay(optax.adam(learning_rate), weight_decay,
+                                    step_lib.every_weight)
 
-    Module-level and keyed by static arguments, so every call with the same networks and batch
-    size reuses one compilation.
-    """
-    params, batch_stats, opt_state = carry
-    batch = data[jax.random.randint(jax.random.fold_in(key, t), (batch_size,), 0, data.shape[0])]
+    def loss(params, batch_stats, data, key):
+        batch = data[jax.random.randint(key, (batch_size,), 0, data.shape[0])]
+        return loss_fn(module, {"params": params, "batch_stats": batch_stats}, batch, target)
 
-    def objective(p):
-        loss, stats = loss_fn(module, {"params": p, "batch_stats": batch_stats}, batch, target)
-        return loss + weight_decay * sum(jnp.sum(jnp.square(w)) for w in jax.tree.leaves(p)), stats
-
-    (loss, batch_stats), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, opt_state = optax.adam(learning_rate).update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
-
-
-def _fit(loss_fn: Callable, module: nn.Module, variables: dict, target, images: np.ndarray,
-         key: jax.Array, *, num_steps: int, batch_size: int, learning_rate: float,
-         weight_decay: float):
-    """Runs `num_steps` of `_step` from `variables`; returns `(variables, losses [num_steps])`."""
-    params = variables["params"]
-    carry = (params, variables["batch_stats"], optax.adam(learning_rate).init(params))
-    data = jnp.asarray(images)
-    losses = []
-    for t in range(num_steps):
-        carry, loss = _step(carry, t, key, data, target, learning_rate, weight_decay,
-                            loss_fn=loss_fn, module=module, batch_size=batch_size)
-        losses.append(loss)
-    return {"params": carry[0], "batch_stats": carry[1]}, np.asarray(losses, np.float32)
+    state, metrics = step_lib.fit(step_lib.make_step({name: loss}, tx),
+                                  step_lib.init_state(tx, variables), jnp.asarray(images), key,
+                                  num_steps)
+    losses = metrics[f"loss/{name}"] if num_steps else np.zeros(0, np.float32)
+    return {"params": state.params, "batch_stats": state.batch_stats}, losses
 
 
 def pretrain_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
@@ -183,14 +168,15 @@ def pretrain_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, 
     """Trains the autoencoder of `encoder_for(images.shape[1:])` on `images` `[N, H, W, C]` to
     minimise the squared reconstruction error summed over pixels, averaged over the batch.
 
-    Returns `(autoencoder, variables, losses [num_steps])`; a loss includes the weight decay.
+    Returns `(autoencoder, variables, losses [num_steps])`, the losses without the decay.
     """
     init_key, batch_key = jax.random.split(key)
     autoencoder = LeNetAutoEncoder(encoder_for(images.shape[1:]))
     variables = _init(autoencoder, init_key, jnp.asarray(images[:1]))
-    variables, losses = _fit(_reconstruction_loss, autoencoder, variables, None, images,
-                             batch_key, num_steps=num_steps, batch_size=batch_size,
-                             learning_rate=learning_rate, weight_decay=weight_decay)
+    variables, losses = _fit("reconstruction", _reconstruction_loss, autoencoder, variables,
+                             None, images, batch_key, num_steps=num_steps,
+                             batch_size=batch_size, learning_rate=learning_rate,
+                             weight_decay=weight_decay)
     return autoencoder, variables, losses
 
 
@@ -216,9 +202,9 @@ def fit_svdd(encoder: LeNetEncoder, variables: dict, center: jax.Array, images: 
     """Trains `encoder` from `variables` to minimise the mean `||phi(x) - center||^2` over
     minibatches of `images` (batch norm in train mode), plus weight decay.
 
-    Returns `(variables, losses [num_steps])`; a loss includes the weight decay.
+    Returns `(variables, losses [num_steps])`, the losses without the decay.
     """
-    return _fit(_svdd_loss, encoder, variables, jnp.asarray(center), images, key,
+    return _fit("svdd", _svdd_loss, encoder, variables, jnp.asarray(center), images, key,
                 num_steps=num_steps, batch_size=batch_size, learning_rate=learning_rate,
                 weight_decay=weight_decay)
 

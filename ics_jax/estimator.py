@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from ics_jax import autoencoder as ae_lib
-from ics_jax import baselines, checkpoint, dsvdd, pipeline, trainer
+from ics_jax import baselines, checkpoint, dsvdd, evaluate, trainer
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
@@ -136,7 +136,7 @@ class ICS(_Detector):
     splits the normal images into typical and atypical, and `num_seeds` classifiers are
     trained on the split. `decision_function` is their mean anomaly logit; with
     `combine_ssim=True`, ICS + SSIM: the mean of an image's rank by that logit and by its SSIM
-    anomaly score, each among the training images' (`pipeline.ics_ssim_scores`). With
+    anomaly score, each among the training images' (`evaluate.ics_ssim_scores`). With
     `validation_fraction`, each classifier is the one of the report with the lowest binary loss
     on that part of the split, held out; `stopped_at_` lists those iterations (else None)."""
 
@@ -147,7 +147,7 @@ class ICS(_Detector):
         self.combine_ssim = combine_ssim
 
     def _fit(self, x, progress):
-        split_key, init_key, train_key = pipeline.experiment_keys(self.config)
+        split_key = split_lib.split_key(self.config)
         split, (self._ae, self._ae_params) = split_lib.compute_split(
             self.config, x, split_key,
             progress=lambda step, loss: progress({"stage": "split", "step": step,
@@ -157,9 +157,11 @@ class ICS(_Detector):
         training_split, stop = trainer.stop_rule(self._trainer, self.config, x, split, split_key)
         self._states = jax.device_get(trainer.train_states(
             self._trainer, self.config, trainer.split_data(x, training_split), x.shape[1:],
-            init_key, train_key, stop=stop, on_report=lambda it, losses, _: progress(
+            stop=stop, on_report=lambda it, metrics, _: progress(
                 {"stage": "train", "iteration": it,
-                 "num_iterations": self.config.num_iterations, "losses": losses})))
+                 "num_iterations": self.config.num_iterations,
+                 "losses": {k.removeprefix("loss/"): v for k, v in metrics.items()
+                            if k.startswith("loss/")}})))
         self._num_train = x.shape[0]
         self.stopped_at_ = None if stop is None else stop.summary()["stopped_at"]
         self._reference = {"classifier": np.asarray(self._classifier_scores(x), np.float64),
@@ -171,7 +173,7 @@ class ICS(_Detector):
     def _scores(self, x):
         if not self.combine_ssim:
             return self._classifier_scores(x)
-        return pipeline.ics_ssim_scores(
+        return evaluate.ics_ssim_scores(
             self._classifier_scores(x), -split_lib.ssim_scores(
                 self._ae, self._ae_params, x, self.config.ssim_max_val),
             self._reference["classifier"], self._reference["ssim"])
@@ -195,7 +197,7 @@ class ICS(_Detector):
         self._ae = ae_lib.build_autoencoder(self.config)
         x = np.zeros((1, *self.image_shape), np.float32)
         return {"classifier": jax.device_get(self._trainer.init_states(
-                    jax.random.key(0), self.config.num_seeds, self.image_shape)),
+                    trainer.seed_ids(self.config), self.image_shape)),
                 "autoencoder": jax.device_get(self._ae.init(jax.random.key(0), x)["params"]),
                 "reference": {k: np.zeros(extra["num_train"], np.float64)
                               for k in ("classifier", "ssim")}}
@@ -216,7 +218,7 @@ class AutoencoderSSIM(_Detector):
 
     def _fit(self, x, progress):
         self._ae, self._ae_params = ae_lib.train_autoencoder(
-            x, pipeline.experiment_keys(self.config)[0], num_steps=self.config.ae_num_steps,
+            x, split_lib.split_key(self.config), num_steps=self.config.ae_num_steps,
             batch_size=self.config.batch_size, learning_rate=self.config.ae_learning_rate,
             autoencoder=ae_lib.build_autoencoder(self.config), loss=self.config.ae_loss,
             progress=lambda step, loss: progress({"stage": "split", "step": step,

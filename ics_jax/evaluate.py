@@ -121,3 +121,11 @@ class TestCurve:
         return {"selected_iteration": [b["iteration"] for b in best],
                 "auc_selected_on_test": selected, "auc_final_same_70pct": final,
                 "inflation_mean": float(np.mean(selected) - np.mean(final))}
+
+
+def ics_ssim_scores(classifier: np.ndarray, ssim: np.ndarray, classifier_train: np.ndarray,
+                    ssim_train: np.ndarray) -> np.ndarray:
+    """Returns `[M]` scores of ICS + SSIM: the mean of an image's rank by the classifier's
+    anomaly score `classifier` `[M]` among the normal training images' `classifier_train`
+    `[N]`, and by its SSIM anomaly score `ssim` `[M]` (minus SSIM) among theirs, `ssim_train`."""
+    return rank_average(classifier, ssim, references=[classifier_train, ssim_train])

@@ -24,13 +24,3 @@ def intra_class_loss(logits: jax.Array, atypical: jax.Array) -> jax.Array:
     atypical = atypical.astype(logits.dtype)
     return -jnp.mean(atypical * jax.nn.log_sigmoid(logits)
                      + (1.0 - atypical) * jax.nn.log_sigmoid(-logits))
-
-
-def conv_kernel_l2(params) -> jax.Array:
-    """Sum of squared convolution kernels (the paper's L2 regularisation); scalar."""
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    return sum(
-        (jnp.sum(jnp.square(leaf)) for path, leaf in leaves
-         if leaf.ndim == 4 and getattr(path[-1], "key", None) == "kernel"),
-        start=jnp.zeros(()),
-    )

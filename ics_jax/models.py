@@ -47,11 +47,10 @@ class AlexNet(nn.Module):
     latent_dim: int = 128
     batch_norm: bool = False
     dropout: float = 0.0
-    negative_slope: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        act = lambda y: _activation(y, self.negative_slope)  # noqa: E731
+        act = nn.relu
         norm = lambda y: (  # noqa: E731
             nn.BatchNorm(use_running_average=not train, momentum=0.99)(y) if self.batch_norm else y
         )
@@ -112,16 +111,14 @@ class OneClassNet(nn.Module):
 
     backbone: nn.Module
     distance: str = "difference"
-    head_dropout: float = 0.0
 
     def setup(self):
         self.classifier = nn.Dense(1)
         self.distance_head = nn.Dense(1)
-        self.head_drop = nn.Dropout(self.head_dropout)
 
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         z = self.backbone(x, train)
-        logit = self.classifier(self.head_drop(z, deterministic=not train))[:, 0]
+        logit = self.classifier(z)[:, 0]
         return logit, z
 
     def distance_logit(self, z_i: jax.Array, z_j: jax.Array) -> jax.Array:

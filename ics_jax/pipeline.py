@@ -6,7 +6,6 @@ same workdir, an unfinished run resumes from its newest checkpoint (asked for mo
 finished one goes on too), and a finished one returns its results without touching a file.
 """
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -20,72 +19,7 @@ from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
 from ics_jax import trainer as trainer_lib
-
-# Methods that need the autoencoder's typical/atypical split.
-SPLIT_METHODS = ("ics", "nn_w_ics", "ssim")
-# Config keys that decide how a run executes but not what it computes: a run may resume (or a
-# finished one be found) with other values.
-EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
-                  "keep_checkpoints", "coordinator_address", "num_processes", "process_id",
-                  "initialization_timeout")
-# Keys that only the split (and the methods that use it) read.
-SPLIT_KEYS = ("rho", "ssim_max_val")
-SPLIT_KEY_PREFIX = "ae_"
-# Keys added after runs were kept, each with the value that computes what those runs did.
-ADDED_KEYS = {"validation_fraction": 0.0}
-
-
-def experiment_keys(config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Returns the `(split, init, train)` keys of an experiment, all from `config.seed`."""
-    split_key, init_key, train_key = jax.random.split(jax.random.key(config.seed), 3)
-    return split_key, init_key, train_key
-
-
-def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError if `workdir` was started with a config that computes something else.
-
-    Keys in `EXECUTION_KEYS` may differ, and so may split keys for a method without a split;
-    `num_iterations` may grow (the run goes on from its last checkpoint), never shrink.
-    """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        before = json.load(f)
-    now = json.loads(config_lib.resolved(config).to_json())
-    ignored = set(EXECUTION_KEYS) | {"num_iterations"}
-    if config.method not in SPLIT_METHODS:
-        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
-    # A key missing from `before` came with a later version: it counts as changed, unless
-    # `ADDED_KEYS` names the value that computes what runs made without it did.
-    before = {**ADDED_KEYS, **before}
-    changed = sorted(k for k in now if k not in ignored and before.get(k) != now[k])
-    if changed:
-        k = changed[0]
-        raise config_lib.ConfigError(
-            f"{workdir} holds a run with {k}={before.get(k)!r}, not {now[k]!r}; use a new "
-            "--workdir, or the same config to resume")
-    if (config.method in trainer_lib.METHOD_PHASES
-            and before.get("num_iterations", 0) > config.num_iterations):
-        raise config_lib.ConfigError(
-            f"{workdir} holds a run of num_iterations={before['num_iterations']}, more than "
-            f"{config.num_iterations}; ask at least as many, or use a new --workdir")
-
-
-def finished_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:
-    """Returns the results of a finished run of `config` in `workdir`, or None if there is
-    none (or it ran fewer iterations than `config` asks); raises ConfigError if `workdir` holds
-    a run of another config."""
-    check_same_run(workdir, config)
-    path = os.path.join(workdir, "results.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        results = json.load(f)
-    if (config.method in trainer_lib.METHOD_PHASES
-            and results["num_iterations"] != config.num_iterations):
-        return None
-    return results
+from ics_jax import workdir as workdir_lib
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
@@ -102,7 +36,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     """
     t_start = time.time()
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
-    done = finished_results(workdir, config)
+    done = workdir_lib.finished_results(workdir, config)
     if done is not None:
         return done
     if data is None:
@@ -113,19 +47,28 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     if primary:
         outputs.write_json(os.path.join(workdir, "config.json"),
                            config_lib.resolved(config).to_dict())
-    split_key, init_key, train_key = experiment_keys(config)
-    seed_ids = [config.seed + i for i in range(config.num_seeds)]
+    split_key = split_lib.split_key(config)
+    seed_ids = trainer_lib.seed_ids(config)
 
     t0 = time.time()
-    if config.method in SPLIT_METHODS:
+    if config.method in workdir_lib.SPLIT_METHODS:
         split = _split(config, workdir, data, split, split_key, progress, primary)
     t_split = time.time() - t0
 
     t0 = time.time()
     extra = {}
     if config.method in trainer_lib.METHOD_PHASES:
-        scores, extra = _train_networks(config, workdir, data, split,
-                                        (split_key, init_key, train_key), progress, primary)
+        trainer = trainer_lib.make_trainer(config)
+        training_split, stop = trainer_lib.stop_rule(
+            trainer, config, data.x_train, split, split_key,
+            os.path.join(workdir, "stopping") if primary else None)
+        reports = _Reports(config, workdir, data, trainer, progress, primary)
+        states = trainer_lib.train_states(
+            trainer, config, trainer_lib.split_data(data.x_train, training_split),
+            data.x_train.shape[1:], checkpoint_dir=os.path.join(workdir, "checkpoints"),
+            on_report=reports, stop=stop)
+        scores = trainer_lib.test_scores(trainer, states, data.x_test)
+        extra = reports.results(states, scores, split, stop)
     else:
         if config.method in baselines.DETERMINISTIC:
             seed_ids = seed_ids[:1]
@@ -154,14 +97,6 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     return results
 
 
-def ics_ssim_scores(classifier: np.ndarray, ssim: np.ndarray, classifier_train: np.ndarray,
-                    ssim_train: np.ndarray) -> np.ndarray:
-    """Returns `[M]` scores of ICS + SSIM: the mean of an image's rank by the classifier's
-    anomaly score `classifier` `[M]` among the normal training images' `classifier_train`
-    `[N]`, and by its SSIM anomaly score `ssim` `[M]` (minus SSIM) among theirs, `ssim_train`."""
-    return evaluate.rank_average(classifier, ssim, references=[classifier_train, ssim_train])
-
-
 def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Split:
     """Returns the split: `split` if given, else `workdir/split.npz` if there, else a new one
     (every process computes the same one from the same key); process 0 writes it and Fig. 1."""
@@ -184,56 +119,59 @@ def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Sp
     return split
 
 
-def _train_networks(config, workdir, data, split, keys, progress, primary):
-    """Trains one network per seed (resuming from `workdir/checkpoints`); returns the per-seed
-    `[M]` test scores and the results entries the training adds."""
-    split_key, init_key, train_key = keys
-    trainer = trainer_lib.make_trainer(config)
-    training_split, stop = trainer_lib.stop_rule(
-        trainer, config, data.x_train, split, split_key,
-        os.path.join(workdir, "stopping") if primary else None)
-    writer = outputs.MetricWriter(os.path.join(workdir, "tensorboard")) if primary else None
-    curve = (evaluate.TestCurve(data.y_test, os.path.join(workdir, "test_curve.json"))
-             if config.test_curve or config.authors_protocol else None)
-    t0 = time.time()
+class _Reports:
+    """What a trained network's reports go to: TensorBoard (`loss/<phase>`,
+    `grad_norm/<phase>`, `loss/held_out`, `speed/iterations_per_second`), the test curve
+    (diagnostics on labelled test data, never a selection) and `progress`."""
 
-    def on_report(iteration, losses, states):
-        if writer is not None:
-            writer.scalars(iteration, {f"loss/{p}": v for p, v in losses.items()})
-        if curve is not None:  # diagnostics on labelled test data, never a selection
-            curve.add(iteration, trainer_lib.test_scores(trainer, states, data.x_test),
-                      outputs.write_json if primary else None)
-        if progress is not None:
-            progress({"stage": "train", "iteration": iteration,
-                      "num_iterations": config.num_iterations, "losses": losses,
-                      "seconds": time.time() - t0})
+    def __init__(self, config, workdir, data, trainer, progress, primary):
+        self.config, self.data, self.trainer, self.progress = config, data, trainer, progress
+        self.writer = (outputs.MetricWriter(os.path.join(workdir, "tensorboard"))
+                       if primary else None)
+        self.curve = (evaluate.TestCurve(data.y_test, os.path.join(workdir, "test_curve.json"))
+                      if config.test_curve or config.authors_protocol else None)
+        self.write = outputs.write_json if primary else None
+        self.t0, self.last = time.time(), None  # `last`: (iteration, seconds) of the last report
 
-    states = trainer_lib.train_states(
-        trainer, config, trainer_lib.split_data(data.x_train, training_split),
-        data.x_train.shape[1:], init_key, train_key,
-        checkpoint_dir=os.path.join(workdir, "checkpoints"), on_report=on_report, stop=stop)
-    scores = trainer_lib.test_scores(trainer, states, data.x_test)
-    extra = {"placement": trainer_lib.seeds.placement()}
-    ensemble = np.mean(scores, axis=0)  # the seeds' mean logit as one detector
-    if len(scores) > 1:
-        extra["ensemble_auc"] = evaluate.auc(data.y_test, ensemble)
-    if split is not None and split.test_scores is not None:  # the named variant ICS + SSIM
-        ssim = baselines.ssim_anomaly_scores(split)
-        extra["ics_ssim_auc"] = evaluate.auc(data.y_test, ics_ssim_scores(
-            ensemble, ssim, np.mean(trainer_lib.test_scores(trainer, states, data.x_train),
-                                    axis=0), -split.scores))
-        # The same average with ranks among the test images, as tables made before reported it.
-        extra["ssim_rank_average_auc"] = evaluate.auc(data.y_test,
-                                                      evaluate.rank_average(ensemble, ssim))
-    if writer is not None:
-        writer.scalars(config.num_iterations,
-                       {"test/auc_mean": float(np.mean([evaluate.auc(data.y_test, s)
-                                                        for s in scores]))})
-        writer.close()
-    if stop is not None:
-        extra["held_out"] = stop.summary()
-    if config.test_curve:
-        extra["test_curve"] = curve.summary()
-    if config.authors_protocol:
-        extra["authors_protocol"] = curve.authors_protocol(scores)
-    return scores, extra
+    def __call__(self, iteration: int, metrics: dict, states) -> None:
+        seconds = time.time() - self.t0
+        if self.last is not None:  # the first report's time is mostly compiling
+            metrics = {**metrics, "speed/iterations_per_second":
+                       (iteration - self.last[0]) / max(seconds - self.last[1], 1e-9)}
+        self.last = (iteration, seconds)
+        if self.writer is not None:
+            self.writer.scalars(iteration, metrics)
+        if self.curve is not None:
+            self.curve.add(iteration, trainer_lib.test_scores(self.trainer, states,
+                                                              self.data.x_test), self.write)
+        if self.progress is not None:
+            self.progress({"stage": "train", "iteration": iteration,
+                           "num_iterations": self.config.num_iterations, "seconds": seconds,
+                           "losses": {k.removeprefix("loss/"): v for k, v in metrics.items()
+                                      if k.startswith("loss/")}})
+
+    def results(self, states, scores: list[np.ndarray], split, stop) -> dict:
+        """Returns the results entries a trained network adds, and closes TensorBoard."""
+        data, extra = self.data, {"placement": trainer_lib.seeds.placement()}
+        ensemble = np.mean(scores, axis=0)  # the seeds' mean logit as one detector
+        if len(scores) > 1:
+            extra["ensemble_auc"] = evaluate.auc(data.y_test, ensemble)
+        if split is not None and split.test_scores is not None:  # the named variant ICS + SSIM
+            ssim = baselines.ssim_anomaly_scores(split)
+            train_scores = trainer_lib.test_scores(self.trainer, states, data.x_train)
+            extra["ics_ssim_auc"] = evaluate.auc(data.y_test, evaluate.ics_ssim_scores(
+                ensemble, ssim, np.mean(train_scores, axis=0), -split.scores))
+            # The same average with ranks among the test images, as earlier tables report it.
+            extra["ssim_rank_average_auc"] = evaluate.auc(data.y_test,
+                                                          evaluate.rank_average(ensemble, ssim))
+        if self.writer is not None:
+            self.writer.scalars(self.config.num_iterations, {"test/auc_mean": float(np.mean(
+                [evaluate.auc(data.y_test, s) for s in scores]))})
+            self.writer.close()
+        if stop is not None:
+            extra["held_out"] = stop.summary()
+        if self.config.test_curve:
+            extra["test_curve"] = self.curve.summary()
+        if self.config.authors_protocol:
+            extra["authors_protocol"] = self.curve.authors_protocol(scores)
+        return extra

@@ -70,22 +70,21 @@ def take(tree, n: int):
     return jax.tree.map(lambda x: x[:n], tree)
 
 
-def run(iteration: Callable, states, data, seed_keys: jax.Array, first: int, num: int, *,
-        report_every: int, on_report: Callable | None = None, where: str | None = None):
-    """Advances stacked `states [S, ...]` by `num` iterations of
-    `iteration(state, data, key, it) -> (state, metrics)`, starting at iteration `first`.
+def runner(where: str | None = None) -> Callable:
+    """Returns the runner of `where` (default: `placement()`; tests compare the two):
+    `run(step, states, data, seed_keys, first, num, *, report_every, on_report)`.
 
-    `data` is shared by all seeds; `seed_keys` is `[S]`. At every multiple of `report_every`,
-    and after the last, calls `on_report(end, states [S, ...], metrics [n, S, ...])` with the
-    iterations done so far and the metrics of the `n` since the last report. `where` overrides
-    `placement()` (tests compare the two). Returns the stacked final states.
+    It advances stacked `states [S, ...]` by `num` iterations of `step(state, data, key, it) ->
+    (state, metrics)` (`step.make_step`), starting at iteration `first`; `data` is shared by all
+    seeds, `seed_keys` is `[S]`. At every multiple of `report_every`, and after the last, it
+    calls `on_report(end, states [S, ...], metrics)` with the iterations done so far and each
+    metric `[n, S]` over the `n` iterations since the last report; it returns the stacked final
+    states.
     """
     where = where or placement()
     if where not in PLACEMENTS:
         raise ValueError(f"unknown placement {where!r}; choose one of {PLACEMENTS}")
-    runner = _run_loop if where == "loop" else _run_mesh
-    return runner(iteration, states, data, seed_keys, first, num, report_every,
-                  on_report or (lambda *_: None))
+    return _run_loop if where == "loop" else _run_mesh
 
 
 def _reports(first: int, num: int, report_every: int, lead: bool = False):
@@ -101,8 +100,9 @@ def _reports(first: int, num: int, report_every: int, lead: bool = False):
         start = end
 
 
-def _run_loop(iteration, states, data, seed_keys, first, num, report_every, on_report):
-    chunk = xla.jit(iteration, donate_argnums=0)
+def _run_loop(step, states, data, seed_keys, first, num, *, report_every, on_report=None):
+    on_report = on_report or (lambda *_: None)
+    chunk = xla.jit(step, donate_argnums=0)
     num_seeds = seed_keys.shape[0]
     per_seed, keys = unstack(states, num_seeds), list(seed_keys)
     for start, end in _reports(first, num, report_every, lead=True):
@@ -112,32 +112,32 @@ def _run_loop(iteration, states, data, seed_keys, first, num, report_every, on_r
             for it in range(start, end):
                 per_seed[i], m = chunk(per_seed[i], data, keys[i], np.int32(it))
                 seed_metrics.append(m)
-            metrics.append(jnp.stack(seed_metrics))
-        on_report(end, stack(per_seed), jnp.stack(metrics, axis=1))
+            metrics.append(stack(seed_metrics))  # each [n]
+        on_report(end, stack(per_seed), jax.tree.map(lambda *m: jnp.stack(m, axis=1), *metrics))
     return stack(per_seed)
 
 
-def _iterations(iteration, state, data, key, start, length: int):
-    """Runs `length` iterations of one seed from `start`; returns `(state, metrics [length,
-    ...])`: a `lax.scan`, or the iteration itself when `length` is 1 (XLA CPU)."""
+def _iterations(step, state, data, key, start, length: int):
+    """Runs `length` iterations of one seed from `start`; returns `(state, metrics)`, each
+    metric `[length]`: a `lax.scan`, or the step itself when `length` is 1 (XLA CPU)."""
     if length == 1:
-        state, m = iteration(state, data, key, start)
-        return state, m[None]
-    return jax.lax.scan(lambda s, it: iteration(s, data, key, it), state,
+        state, m = step(state, data, key, start)
+        return state, jax.tree.map(lambda v: v[None], m)
+    return jax.lax.scan(lambda s, it: step(s, data, key, it), state,
                         start + jnp.arange(length))
 
 
-def _run_mesh(iteration, states, data, seed_keys, first, num, report_every, on_report):
+def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_report=None):
+    on_report = on_report or (lambda *_: None)
     mesh = distributed.seed_mesh()
     num_seeds = seed_keys.shape[0]
     per_call = iterations_per_call(report_every)
 
     def chunk(states, data, key_data, start, length):
         def one_seed(state, kd):
-            return _iterations(iteration, state, data, jax.random.wrap_key_data(kd), start,
-                               length)
-        states, metrics = jax.vmap(one_seed)(states, key_data)  # metrics [S_local, n, ...]
-        return states, jnp.swapaxes(metrics, 0, 1)
+            return _iterations(step, state, data, jax.random.wrap_key_data(kd), start, length)
+        states, metrics = jax.vmap(one_seed)(states, key_data)  # each metric [S_local, n]
+        return states, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
 
     def sharded(states, data, key_data, start, length):
         fn = lambda s, d, k, t: chunk(s, d, k, t, length)  # noqa: E731
@@ -163,5 +163,6 @@ def _run_mesh(iteration, states, data, seed_keys, first, num, report_every, on_r
         # To the host, then the padding dropped: never a resharding program, which on forced
         # CPU host devices would be an in-process collective (those can deadlock).
         on_report(end, take(distributed.to_host(states), num_seeds),
-                  np.concatenate(distributed.to_host(metrics))[:, :num_seeds])
+                  jax.tree.map(lambda *m: np.concatenate(m)[:, :num_seeds],
+                               *distributed.to_host(metrics)))
     return take(distributed.to_host(states), num_seeds)

@@ -92,3 +92,9 @@ def compute_split(config, images: np.ndarray, key: jax.Array,
         split = dataclasses.replace(
             split, test_scores=ssim_scores(module, params, test_images, config.ssim_max_val))
     return split, (module, params)
+
+
+def split_key(config) -> jax.Array:
+    """Returns the key the split autoencoder trains with: one per `config.split_seed`, shared
+    by every seed of a run (the seeds are the classifier's initialisation)."""
+    return jax.random.split(jax.random.key(config.split_seed), 3)[0]

@@ -1,4 +1,5 @@
-"""One ICS iteration: the method's phases in a fixed order, one optimizer step and state each.
+"""The losses of an ICS iteration: the method's phases in a fixed order, each one update with an
+optimizer state of its own (`step.make_step` runs them).
 
 An ICS iteration runs closeness on typical pairs, the intra-class binary loss on a
 half-typical, half-atypical batch, then dispersion on atypical pairs (eqs. 2-4 of the paper).
@@ -13,7 +14,6 @@ accelerator the branch buys nothing once a program holds whole iterations). Rand
 """
 
 from collections.abc import Callable
-from typing import Any
 
 import flax
 import flax.linen as nn
@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from ics_jax import losses
+from ics_jax import step as step_lib
 
 PHASES = ("closeness", "intra_class", "dispersion")
 # The authors' released schedule: closeness and dispersion summed into one step, then the
@@ -33,16 +34,6 @@ SHIFT = 2  # pixels, at most, in each direction
 
 
 @flax.struct.dataclass
-class TrainState:
-    """Everything that changes during training; `opt_states` holds one optax state per phase of
-    the cycle, in its order."""
-
-    params: Any
-    batch_stats: Any
-    opt_states: tuple
-
-
-@flax.struct.dataclass
 class SplitData:
     """Device-resident training images: `typical [Nt, H, W, C]`, `atypical [Na, H, W, C]`."""
 
@@ -50,18 +41,18 @@ class SplitData:
     atypical: jax.Array
 
 
-def make_optimizer(learning_rate: float, b1: float = 0.9) -> optax.GradientTransformation:
-    """Adam; the paper does not give its optimizer, the authors' code uses Adam(3e-4, b1=0.5)."""
-    return optax.adam(learning_rate, b1=b1)
+def make_optimizer(learning_rate: float, b1: float = 0.9,
+                   weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam, with the paper's L2 term on the convolution kernels; the paper does not give its
+    optimizer, the authors' code uses Adam(3e-4, b1=0.5)."""
+    return step_lib.with_weight_decay(optax.adam(learning_rate, b1=b1), weight_decay)
 
 
 def init_state(net: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
-               image_shape: tuple[int, ...], phases: tuple[str, ...] = PHASES) -> TrainState:
-    """Returns a fresh `TrainState` for one seed; `image_shape` is `(H, W, C)`."""
+               image_shape: tuple[int, ...], phases: tuple[str, ...] = PHASES):
+    """Returns a fresh `step_lib.TrainState` for one seed; `image_shape` is `(H, W, C)`."""
     variables = net.init(key, jnp.zeros((2,) + tuple(image_shape)), method=net.init_all)
-    params = variables["params"]
-    return TrainState(params=params, batch_stats=variables.get("batch_stats", {}),
-                      opt_states=tuple(tx.init(params) for _ in phases))
+    return step_lib.init_state(tx, variables, len(phases))
 
 
 def distinct_pairs(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
@@ -113,73 +104,64 @@ def augment(images: jax.Array, key: jax.Array, kind: str) -> jax.Array:
     return images
 
 
-def make_iteration(net: nn.Module, tx: optax.GradientTransformation, *, batch_size: int,
-                   weight_decay: float, phases: tuple[str, ...] = PHASES,
-                   dispersion_weight: float = 1.0, augmentation: str = "none") -> Callable:
-    """Returns `iteration(state, data, seed_key, it) -> (state, metrics [P, 2])`, pure and
-    jittable: one optimizer step per phase of `phases`, in order; each metrics row is the
-    phase's loss and its gradient's global norm. The state must come from `init_state` with
-    the same `phases`. `dispersion_weight` weighs dispersion against closeness in the joint
-    `pairs` phase (a phase of its own has its own Adam state, which no constant weight
-    changes); `augmentation` is applied to every phase's images (`augment`)."""
+def make_phase_losses(net: nn.Module, *, batch_size: int, phases: tuple[str, ...] = PHASES,
+                      dispersion_weight: float = 1.0,
+                      augmentation: str = "none") -> dict[str, step_lib.LossFn]:
+    """Returns `{phase: loss_fn(params, batch_stats, data, key) -> (loss, batch_stats)}` for the
+    phases of an iteration, in order (`step_lib.make_step` runs them). Each draws its batch from
+    `data` (`SplitData`) with `key` (`phase_batch`), applies `augmentation` (`augment`) and
+    computes its loss (eqs. 2-4); `dispersion_weight` weighs dispersion against closeness in the
+    joint `pairs` phase (a phase of its own has its own Adam state, which no constant weight
+    changes)."""
 
-    def phase_loss(phase, params, batch_stats, images, labels, key):
+    def apply(params, batch_stats, images, key):
         variables = {"params": params}
-        if jax.tree.leaves(batch_stats):  # a static property of the state's structure
-            variables["batch_stats"] = batch_stats
-            (logits, z), updated = net.apply(variables, images, train=True,
-                                             rngs={"dropout": key}, mutable=["batch_stats"])
-            batch_stats = updated["batch_stats"]
-        else:
-            logits, z = net.apply(variables, images, train=True, rngs={"dropout": key})
-        if labels is not None:
-            return losses.intra_class_loss(logits, labels), batch_stats
-        half = z.shape[0] // 2  # first members, then second members (per pair set)
-        if phase == "pairs":
-            typical, atypical = z[:half], z[half:]
-            d_t = net.apply({"params": params}, typical[:batch_size], typical[batch_size:],
-                            method=net.distance_logit)
-            d_a = net.apply({"params": params}, atypical[:batch_size], atypical[batch_size:],
-                            method=net.distance_logit)
-            return (losses.closeness_loss(d_t) + dispersion_weight * losses.dispersion_loss(d_a),
-                    batch_stats)
-        d = net.apply({"params": params}, z[:half], z[half:], method=net.distance_logit)
-        pair_loss = losses.closeness_loss if phase == "closeness" else losses.dispersion_loss
-        return pair_loss(d), batch_stats
+        if not jax.tree.leaves(batch_stats):  # a static property of the state's structure
+            return net.apply(variables, images, train=True, rngs={"dropout": key}), batch_stats
+        variables["batch_stats"] = batch_stats
+        outputs, updated = net.apply(variables, images, train=True, rngs={"dropout": key},
+                                     mutable=["batch_stats"])
+        return outputs, updated["batch_stats"]
 
-    def phase_step(index, phase, state, data, key):
-        batch_key, dropout_key, augment_key = jax.random.split(key, 3)
-        images, labels = phase_batch(phase, data, batch_key, batch_size)
-        images = augment(images, augment_key, augmentation)
+    def distance(params, z):  # [2 * B, D]: first members, then second members
+        half = z.shape[0] // 2
+        return net.apply({"params": params}, z[:half], z[half:], method=net.distance_logit)
 
-        def total(params):
-            loss, stats = phase_loss(phase, params, state.batch_stats, images, labels,
-                                     dropout_key)
-            return loss + weight_decay * losses.conv_kernel_l2(params), (loss, stats)
+    def phase_loss(phase):
+        def loss_fn(params, batch_stats, data, key):
+            batch_key, dropout_key, augment_key = jax.random.split(key, 3)
+            images, labels = phase_batch(phase, data, batch_key, batch_size)
+            images = augment(images, augment_key, augmentation)
+            (logits, z), batch_stats = apply(params, batch_stats, images, dropout_key)
+            if labels is not None:
+                return losses.intra_class_loss(logits, labels), batch_stats
+            if phase == "pairs":  # typical pairs, then atypical pairs
+                typical, atypical = jnp.split(z, 2)
+                return (losses.closeness_loss(distance(params, typical))
+                        + dispersion_weight * losses.dispersion_loss(distance(params, atypical)),
+                        batch_stats)
+            pair_loss = losses.closeness_loss if phase == "closeness" else losses.dispersion_loss
+            return pair_loss(distance(params, z)), batch_stats
+        return loss_fn
 
-        grads, (loss, batch_stats) = jax.grad(total, has_aux=True)(state.params)
-        updates, opt_state = tx.update(grads, state.opt_states[index], state.params)
-        state = TrainState(params=optax.apply_updates(state.params, updates),
-                           batch_stats=batch_stats,
-                           opt_states=tuple(opt_state if k == index else s
-                                            for k, s in enumerate(state.opt_states)))
-        return state, jnp.stack([loss, optax.tree.norm(grads)])
+    return {phase: phase_loss(phase) for phase in phases}
 
-    def iteration(state: TrainState, data: SplitData, seed_key: jax.Array, it: jax.Array):
-        key = jax.random.fold_in(seed_key, it)
-        metrics = []
-        for index, phase in enumerate(phases):
-            state, m = phase_step(index, phase, state, data, jax.random.fold_in(key, index))
-            metrics.append(m)
-        return state, jnp.stack(metrics)
 
-    return iteration
+def make_iteration(net: nn.Module, tx: optax.GradientTransformation, *, batch_size: int,
+                   phases: tuple[str, ...] = PHASES, dispersion_weight: float = 1.0,
+                   augmentation: str = "none") -> Callable:
+    """Returns the ICS iteration, `step(state, data, seed_key, it) -> (state, metrics)`: the
+    step builder over `make_phase_losses` (same keywords); the state comes from `init_state`
+    with the same `phases`."""
+    return step_lib.make_step(make_phase_losses(net, batch_size=batch_size, phases=phases,
+                                                dispersion_weight=dispersion_weight,
+                                                augmentation=augmentation), tx)
 
 
 def make_predict(net: nn.Module) -> Callable:
     """Returns `predict(state, images [B, H, W, C]) -> anomaly logits [B]` (eval mode)."""
 
-    def predict(state: TrainState, images: jax.Array) -> jax.Array:
+    def predict(state: step_lib.TrainState, images: jax.Array) -> jax.Array:
         variables = {"params": state.params}
         if jax.tree.leaves(state.batch_stats):
             variables["batch_stats"] = state.batch_stats

@@ -45,31 +45,42 @@ def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
                               distance=config.distance)
 
 
+def seed_ids(config: ml_collections.ConfigDict) -> list[int]:
+    """Returns the seeds of a run: `config.seed`, `config.seed + 1`, ... (`config.num_seeds`)."""
+    return list(range(config.seed, config.seed + config.num_seeds))
+
+
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """Returns seed `seed`'s `(init, train)` keys: a function of the seed alone, so seed `s` of
+    any run computes what a one-seed run with `seed=s` computes."""
+    _, init_key, train_key = jax.random.split(jax.random.key(seed), 3)
+    return init_key, train_key
+
+
 @dataclasses.dataclass(frozen=True)
 class Trainer:
-    """A config's network, optimizer, phases and compiled-to-be iteration."""
+    """A config's network, optimizer, phases and update step (`step.make_step`)."""
 
     net: models.OneClassNet
     tx: optax.GradientTransformation
     phases: tuple[str, ...]
-    iteration: Callable  # (state, data, seed_key, it) -> (state, metrics [P, 2])
+    step: Callable  # (state, data, seed_key, iteration) -> (state, metrics)
 
-    def init_states(self, key: jax.Array, num_seeds: int, image_shape: tuple):
-        """Returns fresh stacked states `[S, ...]`, seed i initialised from `split(key)[i]`."""
-        return seeds.stack([train.init_state(self.net, self.tx, k, image_shape, self.phases)
-                            for k in jax.random.split(key, num_seeds)])
+    def init_states(self, ids: list[int], image_shape: tuple):
+        """Returns fresh stacked states `[S, ...]`, one per seed of `ids`."""
+        return seeds.stack([train.init_state(self.net, self.tx, seed_keys(s)[0], image_shape,
+                                             self.phases) for s in ids])
 
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
     """Returns the `Trainer` of `config.method` (one of `METHOD_PHASES`)."""
     net = build_network(config)
-    tx = train.make_optimizer(config.learning_rate, config.adam_b1)
+    tx = train.make_optimizer(config.learning_rate, config.adam_b1, config.weight_decay)
     cycle = phases(config)
-    iteration = train.make_iteration(net, tx, batch_size=config.batch_size,
-                                     weight_decay=config.weight_decay, phases=cycle,
-                                     dispersion_weight=config.dispersion_weight,
-                                     augmentation=config.augment)
-    return Trainer(net, tx, cycle, iteration)
+    step = train.make_iteration(net, tx, batch_size=config.batch_size, phases=cycle,
+                                dispersion_weight=config.dispersion_weight,
+                                augmentation=config.augment)
+    return Trainer(net, tx, cycle, step)
 
 
 def split_data(images: np.ndarray, split: split_lib.Split | None) -> train.SplitData:
@@ -99,30 +110,32 @@ def stop_rule(trainer: Trainer, config: ml_collections.ConfigDict, images: np.nd
     return training, stopping.BestReport(score, directory)
 
 
-def check_finite(metrics: np.ndarray, first: int, phases: tuple, seed_ids: list) -> None:
-    """Raises NonFiniteError for the first non-finite loss or gradient norm in
-    `metrics [iterations, S, P, 2]` of the iterations from `first`."""
-    bad = np.argwhere(~np.isfinite(metrics))
-    if bad.size:
-        it, seed, phase, which = bad[0]
-        raise NonFiniteError(
-            f"non-finite {phases[phase]} {('loss', 'gradient norm')[which]} at iteration "
-            f"{first + int(it) + 1} of seed {seed_ids[seed]}; the last good checkpoint is kept")
+def check_finite(metrics: dict, first: int, ids: list[int]) -> None:
+    """Raises NonFiniteError for the first non-finite value in `metrics` (each `[n, S]`) of the
+    `n` iterations from `first`."""
+    for name, values in metrics.items():
+        bad = np.argwhere(~np.isfinite(values))
+        if bad.size:
+            it, seed = bad[0]
+            kind, phase = name.split("/")
+            raise NonFiniteError(
+                f"non-finite {phase} {kind.replace('grad_norm', 'gradient norm')} at iteration "
+                f"{first + int(it) + 1} of seed {ids[seed]}; the last good checkpoint is kept")
 
 
 def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: train.SplitData,
-                 image_shape: tuple, init_key: jax.Array, train_key: jax.Array, *,
-                 checkpoint_dir: str | None = None,
+                 image_shape: tuple, *, checkpoint_dir: str | None = None,
                  on_report: Callable[[int, dict, object], None] | None = None,
                  stop: stopping.BestReport | None = None):
-    """Trains `config.num_seeds` networks for `config.num_iterations` iterations; returns their
-    stacked states (with `stop`, each seed's best by its held-out loss). With `checkpoint_dir`,
-    resumes from its newest readable checkpoint and saves every `config.checkpoint_every`
-    iterations and at the end. After each report (every `config.log_every` iterations) calls
-    `on_report(iteration, losses, states)` with the mean loss of each phase since the last
-    report (and the seeds' mean `held_out` loss with `stop`)."""
-    seed_ids = [config.seed + i for i in range(config.num_seeds)]
-    states = trainer.init_states(init_key, config.num_seeds, image_shape)
+    """Trains one network per seed of `seed_ids(config)` for `config.num_iterations`
+    iterations; returns their stacked states (with `stop`, each seed's best by its held-out
+    loss). With `checkpoint_dir`, resumes from its newest readable checkpoint and saves every
+    `config.checkpoint_every` iterations and at the end. After each report (every
+    `config.log_every` iterations) calls `on_report(iteration, metrics, states)`: each metric of
+    the step (`loss/<phase>`, `grad_norm/<phase>`) averaged over the seeds and the iterations
+    since the last report, and with `stop` the seeds' mean `loss/held_out`."""
+    ids = seed_ids(config)
+    states = trainer.init_states(ids, image_shape)
     mngr = None
     first = 0
     if checkpoint_dir is not None:
@@ -133,21 +146,22 @@ def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: trai
         stop.resume(states)
 
     def report(end, states_now, metrics):
-        metrics = np.asarray(metrics)  # [n, S, P, 2]: one copy per report
-        check_finite(metrics, end - metrics.shape[0], trainer.phases, seed_ids)
-        losses = {p: float(metrics[:, :, i, 0].mean()) for i, p in enumerate(trainer.phases)}
+        metrics = jax.device_get(metrics)  # each [n, S]: one copy per report
+        check_finite(metrics, end - len(next(iter(metrics.values()))), ids)
+        means = {f"{kind}/{phase}": float(np.mean(metrics[f"{kind}/{phase}"]))
+                 for kind in ("loss", "grad_norm") for phase in trainer.phases}
         if stop is not None:
-            losses["held_out"] = float(stop.update(end, states_now).mean())
+            means["loss/held_out"] = float(stop.update(end, states_now).mean())
         if mngr is not None:
             checkpoint.save(mngr, end, states_now, force=end == config.num_iterations)
         if on_report is not None:
-            on_report(end, losses, states_now)
+            on_report(end, means, states_now)
 
-    seed_keys = jax.random.split(train_key, config.num_seeds)
+    train_keys = jnp.stack([seed_keys(s)[1] for s in ids])
     if first < config.num_iterations:
-        states = seeds.run(trainer.iteration, states, data, seed_keys, first,
-                           config.num_iterations - first, report_every=config.log_every,
-                           on_report=report)
+        states = seeds.runner()(trainer.step, states, data, train_keys, first,
+                                config.num_iterations - first, report_every=config.log_every,
+                                on_report=report)
     if mngr is not None:
         mngr.wait_until_finished()
     return states if stop is None else stop.finish()

@@ -88,8 +88,7 @@ def _net_and_step(phases):
                                             latent_dim=4), distance="difference")
     tx = train.make_optimizer(3e-3)
     state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), phases)
-    iteration = jax.jit(train.make_iteration(net, tx, batch_size=8, weight_decay=0.0,
-                                             phases=phases))
+    iteration = jax.jit(train.make_iteration(net, tx, batch_size=8, phases=phases))
     return net, state, iteration
 
 
@@ -113,7 +112,7 @@ def test_naive_nn_labels_every_training_image_normal():
     losses = []
     for t in range(20):
         state, metrics = step(state, data, jax.random.key(1), t)
-        losses.append(float(metrics[0, 0]))
+        losses.append(float(metrics["loss/normal_only"]))
     assert float(predict(state, images).mean()) < before - 1.0
     assert losses[-1] < losses[0]
     assert len(state.opt_states) == 1  # one phase, one optimizer state

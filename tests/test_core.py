@@ -24,7 +24,7 @@ def _tiny_net(distance="difference"):
 def _trained_state():
     """A tiny network's state after one ICS iteration on toy images."""
     net, tx = _tiny_net(), train.make_optimizer(1e-3)
-    iteration = train.make_iteration(net, tx, batch_size=BATCH, weight_decay=1e-6)
+    iteration = train.make_iteration(net, tx, batch_size=BATCH)
     state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1))
     return jax.jit(iteration)(state, toy_data(), jax.random.key(7), 0)[0]
 
@@ -49,12 +49,6 @@ def test_losses_are_finite_where_naive_forms_overflow():
     assert losses.intra_class_loss(big, jnp.array([0])) == pytest.approx(200.0)
     grad = jax.grad(lambda x: losses.closeness_loss(x))(big)
     assert np.isfinite(grad).all()
-
-
-def test_conv_kernel_l2_counts_convolution_kernels_only():
-    params = {"Conv_0": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones(2)},
-              "Dense_0": {"kernel": jnp.ones((4, 5)), "bias": jnp.ones(5)}}
-    assert losses.conv_kernel_l2(params) == pytest.approx(18.0)
 
 
 # Split -----------------------------------------------------------------------------------------

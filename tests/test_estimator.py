@@ -12,10 +12,11 @@ import ics_jax
 from ics_jax import checkpoint, evaluate, pipeline
 from ics_jax import data as data_lib
 
-# Tiny networks, one seed, a few iterations: seconds on a CPU.
+# Small networks, one seed, a few iterations: seconds on a CPU. (At TINY's 4 channels the
+# ReLU classifier died, a constant score, on 2 of 3 seeds; at 8 it learned on 3 of 3.)
 SETTINGS = {**{k: v for k, v in TINY.items() if k not in ("log_every", "checkpoint_every")},
             "num_seeds": 1, "num_iterations": 60, "log_every": 20, "learning_rate": 3e-3,
-            "ae_num_steps": 30}
+            "ae_num_steps": 30, "conv_features": (8,) * 5, "latent_dim": 8, "dense_features": 16}
 
 
 def _images(kind: str, n: int, seed: int) -> np.ndarray:
@@ -81,7 +82,7 @@ def test_ics_plus_ssim_scores_as_the_experiments_variant(fitted, tmp_path):
 def test_the_stop_returns_the_network_of_the_iteration_it_names(tmp_path):
     images, test = _images("normal", 96, 0), _images("anomaly", 10, 2)
     # A step size that overshoots: the held-out loss is lowest before the end.
-    settings = {**SETTINGS, "learning_rate": 3e-2, "log_every": 10, "validation_fraction": 0.2}
+    settings = {**SETTINGS, "learning_rate": 1e-1, "log_every": 10, "validation_fraction": 0.2}
     stopped = ics_jax.ICS(**settings).fit(images)
     (at,) = stopped.stopped_at_
     assert at in (1, 10, 20, 30, 40, 50)  # a report (the first iteration, then every 10)

@@ -48,13 +48,13 @@ def test_the_mesh_placement_equals_a_loop_over_seeds_with_padding(monkeypatch, p
     reported = {}
 
     def run(where):
-        return seeds.run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 6, report_every=3,
-                         where=where,
-                         on_report=lambda e, s, m: reported.setdefault((where, e), m.shape))
+        return seeds.runner(where)(
+            iteration, _states(net, tx, 3), toy_data(), keys, 0, 6, report_every=3,
+            on_report=lambda e, s, m: reported.setdefault((where, e), m["loss/closeness"].shape))
 
     loop, mesh = run("loop"), run("mesh")
-    assert reported[("mesh", 6)] == (3, 3, 3, 2)  # [iterations, seeds, phases, 2]: no padding
-    assert reported[("loop", 1)] == (1, 3, 3, 2) and reported[("loop", 6)] == (3, 3, 3, 2)
+    assert reported[("mesh", 6)] == (3, 3)  # [iterations, seeds]: no padding
+    assert reported[("loop", 1)] == (1, 3) and reported[("loop", 6)] == (3, 3)
     chex.assert_trees_all_close(loop.params, mesh.params, rtol=1e-4, atol=1e-6)
 
 

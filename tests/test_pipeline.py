@@ -10,6 +10,7 @@ from conftest import apply_tiny
 
 from ics_jax import data as data_lib
 from ics_jax import default_config, outputs, pipeline, trainer
+from ics_jax import workdir as workdir_lib
 
 
 def _synthetic(n_train=48, n_test=40, seed=0) -> data_lib.OneClassData:
@@ -44,6 +45,32 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert resumed["ssim_auc"] == straight["ssim_auc"]
 
 
+def test_seed_s_of_a_run_computes_what_a_one_seed_run_of_seed_s_computes(tmp_path):
+    data = _synthetic()
+    both = pipeline.run_experiment(_config(seed=0, num_seeds=2), str(tmp_path / "a"), data=data)
+    alone = pipeline.run_experiment(_config(seed=1, num_seeds=1), str(tmp_path / "b"), data=data)
+    assert both["seeds"] == [0, 1] and alone["seeds"] == [1]
+    assert alone["auc"] == both["auc"][1:]
+    assert alone["ssim_auc"] == both["ssim_auc"]  # one split for every seed: split_seed's
+    with open(tmp_path / "b" / "config.json") as f:
+        assert json.load(f)["split_seed"] == 0
+
+
+def test_tensorboard_gets_each_phase_s_loss_and_gradient_norm_and_the_speed(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    pipeline.run_experiment(_config(num_iterations=6), str(tmp_path), data=_synthetic())
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for phase in ("closeness", "intra_class", "dispersion"):
+        assert {f"loss/{phase}", f"grad_norm/{phase}"} <= tags
+        assert [e.step for e in events.Scalars(f"loss/{phase}")] == [1, 2, 4, 6]
+    assert [e.step for e in events.Scalars("speed/iterations_per_second")] == [2, 4, 6]
+    assert "test/auc_mean" in tags
+
+
 def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path):
     config = _config(learning_rate=math.inf)
     with pytest.raises(trainer.NonFiniteError,
@@ -73,10 +100,10 @@ def test_a_datasets_default_is_recorded_and_an_explicit_equal_value_is_the_same_
     with open(f"{workdir}/config.json") as f:
         assert json.load(f)["ae_latent_channels"] == AE_LATENT_CHANNELS["fashion_mnist"]
     same = _config(dataset="fashion_mnist", ae_latent_channels=AE_LATENT_CHANNELS["fashion_mnist"])
-    assert pipeline.finished_results(workdir, same) == first
+    assert workdir_lib.finished_results(workdir, same) == first
     other = AE_LATENT_CHANNELS["cifar10"]
     with pytest.raises(pipeline.config_lib.ConfigError, match=f"not {other}"):
-        pipeline.finished_results(workdir, _config(dataset="fashion_mnist",
+        workdir_lib.finished_results(workdir, _config(dataset="fashion_mnist",
                                                    ae_latent_channels=other))
 
 

@@ -18,8 +18,7 @@ def _iteration(tx=None, phases=train.PHASES):
     net = models.OneClassNet(models.AlexNet(conv_features=(4, 4, 4, 4, 4), dense_features=8,
                                             latent_dim=4))
     tx = tx or train.make_optimizer(1e-3)
-    iteration = train.make_iteration(net, tx, batch_size=BATCH, weight_decay=1e-6,
-                                     phases=phases)
+    iteration = train.make_iteration(net, tx, batch_size=BATCH, phases=phases)
     return net, tx, iteration
 
 
@@ -37,11 +36,14 @@ def test_an_iteration_steps_every_phase_once_with_its_own_optimizer_state():
     state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1))
     state, metrics = jax.jit(iteration)(state, toy_data(), jax.random.key(1), 0)
     assert _adam_counts(state) == [1, 1, 1]
-    assert metrics.shape == (3, 2) and np.isfinite(metrics).all()  # phase x (loss, grad norm)
+    assert sorted(metrics) == sorted(f"{kind}/{phase}" for kind in ("loss", "grad_norm")
+                                     for phase in train.PHASES)
+    assert all(np.isfinite(v) and np.shape(v) == () for v in metrics.values())
     single = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), ("intra_class",))
     _, _, binary_only = _iteration(phases=("intra_class",))
     single, metrics = jax.jit(binary_only)(single, toy_data(), jax.random.key(1), 0)
-    assert _adam_counts(single) == [1] and metrics.shape == (1, 2)
+    assert _adam_counts(single) == [1]
+    assert sorted(metrics) == ["grad_norm/intra_class", "loss/intra_class"]
 
 
 def test_pair_phases_draw_distinct_members_and_the_binary_batch_is_half_atypical():
@@ -61,8 +63,9 @@ def test_intra_class_loss_falls_on_a_toy_set():
     net, tx, iteration = _iteration(tx=train.make_optimizer(1e-2))
     state = seeds.stack([train.init_state(net, tx, jax.random.key(0), (28, 28, 1))])
     history = []
-    seeds.run(iteration, state, toy_data(), jax.random.split(jax.random.key(3), 1), 0, 30,
-              report_every=1, on_report=lambda end, s, m: history.append(float(m[0, 0, 1, 0])))
+    seeds.runner()(iteration, state, toy_data(), jax.random.split(jax.random.key(3), 1), 0, 30,
+                   report_every=1,
+                   on_report=lambda end, s, m: history.append(float(m["loss/intra_class"][0, 0])))
     assert np.mean(history[-5:]) < 0.6 * np.mean(history[:5])  # measured: 0.59 -> 0.28
 
 
@@ -71,8 +74,8 @@ def test_a_run_compiles_its_iteration_once_for_every_seed_and_report(where):
     chex.clear_trace_counter()  # the counter is keyed by the function's code, shared by params
     net, tx, iteration = _iteration()
     traced = chex.assert_max_traces(iteration, n=1)
-    seeds.run(traced, _states(net, tx, 2), toy_data(), jax.random.split(jax.random.key(0), 2),
-              0, 4, report_every=2, where=where)
+    seeds.runner(where)(traced, _states(net, tx, 2), toy_data(),
+                        jax.random.split(jax.random.key(0), 2), 0, 4, report_every=2)
 
 
 def test_reports_come_at_multiples_and_a_fresh_cpu_run_reports_its_first_iteration():
@@ -86,11 +89,12 @@ def test_seed_i_of_a_stacked_run_equals_a_run_of_seed_i_alone_and_repeats_bit_fo
     net, tx, iteration = _iteration()
     keys = jax.random.split(jax.random.key(6), 3)
     states = _states(net, tx, 3)
-    stacked = seeds.run(iteration, states, toy_data(), keys, 0, 3, report_every=3)
-    again = seeds.run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 3, report_every=3)
+    run = seeds.runner()
+    stacked = run(iteration, states, toy_data(), keys, 0, 3, report_every=3)
+    again = run(iteration, _states(net, tx, 3), toy_data(), keys, 0, 3, report_every=3)
     chex.assert_trees_all_equal(stacked, again)
-    alone = seeds.run(iteration, seeds.take(jax.tree.map(lambda x: x[1:], _states(net, tx, 3)),
-                                            1), toy_data(), keys[1:2], 0, 3, report_every=3)
+    alone = run(iteration, seeds.take(jax.tree.map(lambda x: x[1:], _states(net, tx, 3)), 1),
+                toy_data(), keys[1:2], 0, 3, report_every=3)
     chex.assert_trees_all_equal(seeds.unstack(stacked, 3)[1], seeds.unstack(alone, 1)[0])
 
 
@@ -130,11 +134,11 @@ def test_the_joint_schedule_sums_closeness_and_weighted_dispersion_in_one_step()
     losses = {}
     for weight in (0.0, 1.0, 3.0):
         net, tx, iteration = _iteration(phases=train.JOINT_PHASES)
-        iteration = train.make_iteration(net, tx, batch_size=BATCH, weight_decay=0.0,
-                                         phases=train.JOINT_PHASES, dispersion_weight=weight)
+        iteration = train.make_iteration(net, tx, batch_size=BATCH, phases=train.JOINT_PHASES,
+                                         dispersion_weight=weight)
         state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), train.JOINT_PHASES)
         state, metrics = jax.jit(iteration)(state, data, jax.random.key(1), 0)
         assert _adam_counts(state) == [1, 1]
-        losses[weight] = float(metrics[0, 0])
+        losses[weight] = float(metrics["loss/pairs"])
     dispersion = losses[1.0] - losses[0.0]  # the same pairs and parameters each time
     assert losses[3.0] == pytest.approx(losses[0.0] + 3 * dispersion, rel=1e-5)

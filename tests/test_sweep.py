@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import apply_tiny, write_idx_set
 
+from experiments import cells, paper, report
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
-from ics_jax import default_config, paper, pipeline, report, sweep
+from ics_jax import default_config, pipeline
 from ics_jax import split as split_lib
 
 
@@ -28,7 +29,7 @@ def data_root(tmp_path):
 
 
 def _config(data_root, **overrides):
-    config = sweep.sweep_config(apply_tiny(default_config()))
+    config = cells.sweep_config(apply_tiny(default_config()))
     values = dict(datasets="mnist", normal_classes="0,1", methods="ocsvm,ssim,ics,imagenet_ocsvm",
                   data_root=str(data_root))
     config.update({**values, **overrides})
@@ -57,19 +58,19 @@ def test_killed_sweep_restarts_and_finishes_every_cell_exactly_once(tmp_path, da
 
     monkeypatch.setattr(pipeline, "run_experiment", run)
     with pytest.raises(_Killed):
-        sweep.run_sweep(config, workdir)
+        cells.run_sweep(config, workdir)
     assert len(finished) == 5
     stamps = {d: (tmp_path / d / "results.json").stat().st_mtime_ns for d in finished}
-    results = sweep.run_sweep(config, workdir)
+    results = cells.run_sweep(config, workdir)
 
-    runnable = [c for c in sweep.cells(config) if c.method != "imagenet_ocsvm"]
+    runnable = [c for c in cells.cells(config) if c.method != "imagenet_ocsvm"]
     assert sorted(finished) == sorted(c.directory(workdir) for c in runnable)
     assert len(finished) == len(set(finished))  # every cell finished exactly once
     assert set(results) == set(runnable)
     assert all((tmp_path / d / "results.json").stat().st_mtime_ns == s
                for d, s in stamps.items())  # finished cells were not rewritten
     # The killed ICS cell resumed from its checkpoint: only its last report ran again.
-    ics_1 = sweep.Cell("mnist", 1, "ics", 0.1).directory(workdir)
+    ics_1 = cells.Cell("mnist", 1, "ics", 0.1).directory(workdir)
     assert started.count(ics_1) == 2
     table = (tmp_path / "sweep" / "table1.md").read_text()
     assert table.count("no weights") == 2  # imagenet_ocsvm without --config.vgg19_weights
@@ -79,13 +80,13 @@ def test_killed_sweep_restarts_and_finishes_every_cell_exactly_once(tmp_path, da
 def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, data_root):
     config = _config(data_root, normal_classes="0", methods="ssim,ics", rhos="0.1,0.2")
     workdir = str(tmp_path / "sweep")
-    results = sweep.run_sweep(config, workdir)
+    results = cells.run_sweep(config, workdir)
     by_method = {(c.method, c.rho): r for c, r in results.items()}
     ssim = by_method[("ssim", None)]
     assert ssim["auc_mean"] == by_method[("ics", 0.1)]["ssim_auc"]
     class_split = split_lib.load(f"{workdir}/mnist/0/split.npz")
     for rho in (0.1, 0.2):
-        cell_split = split_lib.load(sweep.Cell("mnist", 0, "ics", rho).directory(workdir)
+        cell_split = split_lib.load(cells.Cell("mnist", 0, "ics", rho).directory(workdir)
                                          + "/split.npz")
         np.testing.assert_array_equal(cell_split.scores, class_split.scores)
         assert cell_split.atypical.size == round(rho * class_split.scores.size)
@@ -98,11 +99,11 @@ def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, da
 
 def test_the_rho_curve_compares_the_same_classes_at_every_rho():
     def ics(normal_class, rho, *aucs):
-        return sweep.Cell("mnist", normal_class, "ics", rho), {"auc": list(aucs)}
+        return cells.Cell("mnist", normal_class, "ics", rho), {"auc": list(aucs)}
 
     # Class 2 is finished at both rhos, class 5 only at the first (a sweep stopped midway).
     results = dict([ics(2, 0.1, 0.9, 0.8), ics(5, 0.1, 0.5, 0.5), ics(2, 0.2, 0.7, 0.7),
-                    (sweep.Cell("mnist", 5, "nn_w_ics", 0.2), {"auc": [0.1]})])
+                    (cells.Cell("mnist", 5, "nn_w_ics", 0.2), {"auc": [0.1]})])
     rhos, aucs, num_classes = report.rho_curve(results)["mnist"]
     assert rhos == [0.1, 0.2] and num_classes == 1
     assert aucs == pytest.approx([85.0, 70.0])
@@ -111,13 +112,13 @@ def test_the_rho_curve_compares_the_same_classes_at_every_rho():
 
 def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
     workdir = str(tmp_path / "sweep")
-    sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
+    cells.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
     with pytest.raises(config_lib.ConfigError, match="ocsvm_nu=0.15, not 0.3"):
-        sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", ocsvm_nu=0.3),
+        cells.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", ocsvm_nu=0.3),
                         workdir)
     # An execution-only key (how often to log), or a split key for a method without the split,
     # does not invalidate finished cells.
-    sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", log_every=1,
+    cells.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm", log_every=1,
                             ae_num_steps=7), workdir)
     # A cell from an older version without a key whose default now computes something else.
     cell_config = tmp_path / "sweep" / "mnist" / "0" / "ocsvm" / "config.json"
@@ -125,24 +126,24 @@ def test_a_changed_config_in_the_same_workdir_is_refused(tmp_path, data_root):
     del old["baseline_inputs"]
     cell_config.write_text(json.dumps(old))
     with pytest.raises(config_lib.ConfigError, match="baseline_inputs=None"):
-        sweep.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
+        cells.run_sweep(_config(data_root, normal_classes="0", methods="ocsvm"), workdir)
 
 
 @pytest.mark.parametrize("key, value, expect", [("methods", "ics,svm", "methods="),
                                                 ("normal_classes", "0,x", "normal_classes="),
                                                 ("datasets", "", "datasets=")])
 def test_bad_sweep_lists_raise_one_line(tmp_path, key, value, expect):
-    config = sweep.sweep_config()
+    config = cells.sweep_config()
     config[key] = value
-    with pytest.raises(sweep.SweepError, match=expect):
-        sweep.cells(config)
+    with pytest.raises(cells.SweepError, match=expect):
+        cells.cells(config)
 
 
 def test_rho_applies_only_to_the_methods_that_split():
-    config = sweep.sweep_config()
+    config = cells.sweep_config()
     config.update(datasets="mnist", normal_classes="3", methods="ocsvm,ssim,ics,nn_w_ics",
                   rhos="0.1,0.2")
-    got = {(c.method, c.rho) for c in sweep.cells(config)}
+    got = {(c.method, c.rho) for c in cells.cells(config)}
     assert got == {("ocsvm", None), ("ssim", None), ("ics", 0.1), ("ics", 0.2),
                    ("nn_w_ics", 0.1), ("nn_w_ics", 0.2)}
 
@@ -153,20 +154,20 @@ def _results(auc, seeds=2):
 
 
 def test_table_puts_the_papers_values_and_differences_beside_ours():
-    cells = {sweep.Cell("mnist", 0, "ics", None): _results(0.90),
-             sweep.Cell("mnist", 2, "ics", None): _results(0.80),
-             sweep.Cell("mnist", 0, "ocsvm", None): _results(0.70, seeds=1)}
+    finished = {cells.Cell("mnist", 0, "ics", None): _results(0.90),
+                cells.Cell("mnist", 2, "ics", None): _results(0.80),
+                cells.Cell("mnist", 0, "ocsvm", None): _results(0.70, seeds=1)}
     layout = report.Layout(datasets=["mnist"], classes=[0, 1, 2], methods=["ocsvm", "ics"])
     ref = paper.table1()
     p0, p2 = ref[("mnist", 0, "ics")][0], ref[("mnist", 2, "ics")][0]
-    md = report.table_markdown(cells, layout)
+    md = report.table_markdown(finished, layout)
     rows = {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ")}
     assert f"90.0 (1.0) / {p0:.1f} ({90.0 - p0:+.1f})" in rows["Digit 0"]
     assert f"70.0 / {ref[('mnist', 0, 'ocsvm')][0]:.1f}" in rows["Digit 0"]  # one run: no std
     assert rows["Digit 1"].count("/") == 0  # nothing finished for digit 1
     assert f"**85.0** / {(p0 + p2) / 2:.1f} ({85.0 - (p0 + p2) / 2:+.1f}), n=2" in rows["**mean**"]
 
-    table = list(csv.DictReader(io.StringIO(report.table_csv(cells, layout))))
+    table = list(csv.DictReader(io.StringIO(report.table_csv(finished, layout))))
     assert [r["normal_class"] for r in table] == ["0", "1", "2", "mean"]
     assert float(table[2]["ics_mean"]) == 80.0
     assert float(table[2]["ics_paper"]) == p2
@@ -179,8 +180,9 @@ def test_table_adds_the_ics_variants_and_the_wall_time_per_cell():
     ics0 = {**_results(0.90), "ensemble_auc": 0.93, "timing": {"total": 100.0}}
     ics2 = {**_results(0.80), "ensemble_auc": 0.81, "ics_ssim_auc": 0.85,
             "timing": {"total": 300.0}}
-    cells = {sweep.Cell("mnist", 0, "ics", None): ics0, sweep.Cell("mnist", 2, "ics", None): ics2}
-    md = report.table_markdown(cells, report.Layout(["mnist"], [0, 1, 2], ["ics"]))
+    finished = {cells.Cell("mnist", 0, "ics", None): ics0,
+                cells.Cell("mnist", 2, "ics", None): ics2}
+    md = report.table_markdown(finished, report.Layout(["mnist"], [0, 1, 2], ["ics"]))
     rows = {r.split(" | ")[0].strip("| "): r[2:-2].split(" | ") for r in md.splitlines()
             if r.startswith("| ")}
     assert rows["normal class"][1:] == ["ICS (ours)", "ICS, seed ensemble", "ICS + SSIM"]
@@ -188,7 +190,7 @@ def test_table_adds_the_ics_variants_and_the_wall_time_per_cell():
     assert rows["Digit 2"][2:] == ["81.0", "85.0"]
     assert rows["**mean**"][2:] == ["**87.0**, n=2", "**85.0**, n=1"]
     assert "100-300 s per cell (median 200 s)" in md
-    without = report.table_markdown({sweep.Cell("mnist", 0, "ics", None): _results(0.9)},
+    without = report.table_markdown({cells.Cell("mnist", 0, "ics", None): _results(0.9)},
                                     report.Layout(["mnist"], [0], ["ics"]))
     assert "ensemble" not in without  # no variant column where no cell has one
 

@@ -8,12 +8,12 @@ is one seed and 50 iterations, minutes per class on a 2-core CPU (docs/results.m
 `--config.datasets=mnist --config.normal_classes=0,1 --config.methods=ics,ocsvm`.
 """
 
-from ics_jax import sweep
+from experiments import cells
 from ics_jax.config import ConfigError, default_config
 
 
 def get_config(arg: str | None = None):
-    config = sweep.sweep_config(default_config())
+    config = cells.sweep_config(default_config())
     if arg == "cpu":
         cpu_budget(config)
     elif arg is not None:

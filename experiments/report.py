@@ -1,7 +1,7 @@
 """Table 1 and Fig. 4 of finished sweep cells, beside the paper's numbers.
 
 Results come as `{cell: results}` where a cell has `dataset`, `normal_class` and `method`
-attributes (`ics_jax.sweep.Cell`) and `results` is a `results.json` dict (AUC in [0, 1]).
+attributes (`experiments.cells.Cell`) and `results` is a `results.json` dict (AUC in [0, 1]).
 """
 
 import dataclasses
@@ -14,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ics_jax import baselines, evaluate, outputs, paper  # noqa: E402
+from experiments import paper  # noqa: E402
+from ics_jax import baselines, evaluate, outputs  # noqa: E402
 from ics_jax import split as split_lib  # noqa: E402
 
 METHOD_NAMES = {"ocsvm": "OCSVM", "iforest": "IF", "imagenet_ocsvm": "ImageNet",

@@ -1,5 +1,5 @@
 """The paper's Table 1 (AUC in %, mean and std over 5 seeds), kept as data in one place:
-`resources/paper_table1.csv`, one row per dataset, normal class and method."""
+`experiments/resources/paper_table1.csv`, one row per dataset, normal class and method."""
 
 import csv
 import functools
@@ -10,8 +10,8 @@ METHODS = ("ocsvm", "iforest", "imagenet_ocsvm", "ssim", "dsvdd", "naive_nn", "n
 
 @functools.cache
 def _rows() -> tuple[dict, ...]:
-    text = importlib.resources.files("ics_jax").joinpath("resources/paper_table1.csv").read_text()
-    return tuple(csv.DictReader(text.splitlines()))
+    path = importlib.resources.files("experiments").joinpath("resources/paper_table1.csv")
+    return tuple(csv.DictReader(path.read_text().splitlines()))
 
 
 def table1() -> dict[tuple[str, int, str], tuple[float, float]]:

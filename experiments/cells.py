@@ -15,14 +15,18 @@ from collections.abc import Callable
 
 import ml_collections
 
+from experiments import paper
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
-from ics_jax import outputs, paper, pipeline
+from ics_jax import outputs, pipeline
 from ics_jax import split as split_lib
+from ics_jax import workdir as workdir_lib
 
 # Each dataset's raw files under `data_root`, laid out as the project's ../shared/data.
 LOCAL_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
                "cifar10": "cifar10_jpeg.tar.gz"}
+
+
 class SweepError(ValueError):
     """A sweep that cannot run as asked; the message says what to change."""
 
@@ -73,9 +77,9 @@ def cells(config: ml_collections.ConfigDict) -> list[Cell]:
     classes = _parse_list(config, "normal_classes", int, tuple(range(10)))
     methods = _parse_list(config, "methods", str, paper.METHODS)
     rhos = _parse_list(config, "rhos", float)
-    return [Cell(d, c, m, r if m in pipeline.SPLIT_METHODS and m != "ssim" else None)
+    return [Cell(d, c, m, r if m in workdir_lib.SPLIT_METHODS and m != "ssim" else None)
             for d in datasets for c in classes for m in methods
-            for r in (rhos if m in pipeline.SPLIT_METHODS and m != "ssim" else [None])]
+            for r in (rhos if m in workdir_lib.SPLIT_METHODS and m != "ssim" else [None])]
 
 
 def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections.ConfigDict:
@@ -94,8 +98,8 @@ def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections
 
 def is_finished(workdir: str, cell: Cell, config: ml_collections.ConfigDict) -> bool:
     """Returns whether the cell's run of the sweep `config` has finished in `workdir`."""
-    return pipeline.finished_results(cell.directory(workdir),
-                                     cell_config(config, cell)) is not None
+    return workdir_lib.finished_results(cell.directory(workdir),
+                                        cell_config(config, cell)) is not None
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
@@ -108,7 +112,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
         c = cell_config(config, cell)
         if cell.method != "imagenet_ocsvm" or c.vgg19_weights:
             config_lib.validate(c, data_lib.NUM_CLASSES[cell.dataset])
-        pipeline.check_same_run(cell.directory(workdir), c)
+        workdir_lib.check_same_run(cell.directory(workdir), c)
     loaded = {}
     for cell in todo:
         if is_finished(workdir, cell, config):
@@ -125,7 +129,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
                                                    tfds_data_dir=c.tfds_data_dir)}
         data = loaded[key]
         split = None
-        if c.method in pipeline.SPLIT_METHODS:
+        if c.method in workdir_lib.SPLIT_METHODS:
             split = _class_split(c, data, os.path.dirname(cell.directory(workdir)))
         results = pipeline.run_experiment(c, cell.directory(workdir), data=data, split=split)
         if on_cell is not None:
@@ -140,7 +144,7 @@ def _class_split(config, data: data_lib.OneClassData, class_dir: str) -> split_l
     path = os.path.join(class_dir, "split.npz")
     if os.path.exists(path):
         return split_lib.recut(split_lib.load(path), config.rho)
-    split, _ = split_lib.compute_split(config, data.x_train, pipeline.experiment_keys(config)[0],
+    split, _ = split_lib.compute_split(config, data.x_train, split_lib.split_key(config),
                                        data.x_test)
     split_lib.save(path, split)
     outputs.plot_typical_atypical(
@@ -163,7 +167,7 @@ def collect(workdir: str, wanted: list[Cell]) -> dict[Cell, dict]:
 def write_reports(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Writes `table1.md`, `table1.csv` (at the first of `rhos`) and, with several `rhos`,
     `rho_sweep.png`, from the finished cells of `config` in `workdir`."""
-    from ics_jax import report
+    from experiments import report
     wanted = cells(config)
     results = collect(workdir, wanted)
     rho = _parse_list(config, "rhos", float)[0]

@@ -1,0 +1,114 @@
+"""The one step builder: weight decay, named metrics, phases that change only their own part,
+and every trainer of the project going through it."""
+
+import pathlib
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import apply_tiny, toy_data
+
+from ics_jax import autoencoder, default_config, dsvdd, models, train, trainer
+from ics_jax import step as step_lib
+
+
+def _quadratic(params, batch_stats, data, key):
+    del key
+    return sum(jnp.sum(jnp.square(p - data)) for p in jax.tree.leaves(params)), batch_stats
+
+
+def test_weight_decay_is_the_gradient_of_an_l2_term_on_the_masked_weights_only():
+    params = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 2.0), "bias": jnp.ones(2)},
+              "Dense_0": {"kernel": jnp.full((4, 5), 3.0), "bias": jnp.ones(5)}}
+    mask = step_lib.conv_kernels(params)
+    assert mask == {"Conv_0": {"kernel": True, "bias": False},
+                    "Dense_0": {"kernel": False, "bias": False}}
+    tx = step_lib.with_weight_decay(optax.sgd(1.0), 0.25)
+    step = step_lib.make_step({"fit": _quadratic}, tx)
+    state = step_lib.init_state(tx, {"params": params})
+    after, _ = step(state, 0.0, jax.random.key(0), 0)
+    # d/dp of sum (p - 0)^2 is 2p; the decay adds 2 * 0.25 * p on the convolution kernel only.
+    np.testing.assert_allclose(after.params["Conv_0"]["kernel"], 2.0 - (4.0 + 1.0))
+    np.testing.assert_allclose(after.params["Dense_0"]["kernel"], 3.0 - 6.0)
+    np.testing.assert_allclose(after.params["Conv_0"]["bias"], 1.0 - 2.0)
+
+
+def test_a_step_names_its_metrics_and_keys_each_loss_apart():
+    seen = {}
+
+    def record(name):
+        def loss_fn(params, batch_stats, data, key):
+            seen[name] = key
+            return jnp.sum(params["w"] ** 2), batch_stats
+        return loss_fn
+
+    tx = optax.sgd(0.1)
+    step = step_lib.make_step({"a": record("a"), "b": record("b")}, tx)
+    state = step_lib.init_state(tx, {"params": {"w": jnp.ones(3)}}, num_losses=2)
+    state, metrics = step(state, None, jax.random.key(0), 5)
+    assert sorted(metrics) == ["grad_norm/a", "grad_norm/b", "loss/a", "loss/b"]
+    assert float(metrics["loss/a"]) == pytest.approx(3.0)
+    assert float(metrics["loss/b"]) == pytest.approx(3.0 * 0.8 ** 2)  # after a's update
+    assert float(metrics["grad_norm/a"]) == pytest.approx(2.0 * np.sqrt(3.0))
+    step_key = jax.random.fold_in(jax.random.key(0), 5)
+    for index, name in enumerate("ab"):
+        np.testing.assert_array_equal(jax.random.key_data(seen[name]), jax.random.key_data(
+            jax.random.fold_in(step_key, index)))
+
+
+def _ics_state(phases):
+    net = models.OneClassNet(models.AlexNet(conv_features=(4,) * 5, dense_features=8,
+                                            latent_dim=4))
+    tx = train.make_optimizer(1e-2, weight_decay=1e-3)
+    iteration = train.make_iteration(net, tx, batch_size=8, phases=phases)
+    return train.init_state(net, tx, jax.random.key(0), (28, 28, 1), phases), iteration
+
+
+@pytest.mark.parametrize("phase,unchanged,changed", [
+    ("intra_class", "distance_head", "classifier"),
+    ("closeness", "classifier", "distance_head"),
+    ("dispersion", "classifier", "distance_head"),
+])
+def test_each_phase_changes_only_the_head_it_trains(phase, unchanged, changed):
+    state, iteration = _ics_state((phase,))
+    after, _ = jax.jit(iteration)(state, toy_data(), jax.random.key(1), 0)
+    chex.assert_trees_all_equal(after.params[unchanged], state.params[unchanged])
+    assert not np.allclose(after.params[changed]["kernel"], state.params[changed]["kernel"])
+    assert not np.allclose(after.params["backbone"]["Conv_0"]["kernel"],
+                           state.params["backbone"]["Conv_0"]["kernel"])  # both reach it
+
+
+def test_every_trainer_of_the_project_builds_its_step_with_make_step(monkeypatch):
+    built = []
+    original = step_lib.make_step
+    monkeypatch.setattr(step_lib, "make_step",
+                        lambda losses, tx: built.append(tuple(losses)) or original(losses, tx))
+    images = np.asarray(toy_data().typical)
+    autoencoder.train_autoencoder(images, jax.random.key(0), num_steps=1, batch_size=8,
+                                  learning_rate=1e-3,
+                                  autoencoder=models.AutoEncoder(conv_features=(4,) * 5,
+                                                                 latent_channels=2))
+    dsvdd.train_dsvdd(images, jax.random.key(0), ae_num_steps=1, num_steps=1, batch_size=8)
+    trainer.make_trainer(apply_tiny(default_config()))
+    assert built == [("reconstruction",), ("reconstruction",), ("svdd",), train.PHASES]
+
+
+def test_the_step_builder_holds_the_only_optimizer_update_of_the_library():
+    library = pathlib.Path(step_lib.__file__).parent
+    calls = {path.name for path in library.glob("*.py")
+             if re.search(r"\.update\(\s*grads", path.read_text())}
+    assert calls == {"step.py"}
+
+
+def test_fit_compiles_its_step_once_and_returns_each_metric_per_step():
+    chex.clear_trace_counter()
+    tx = optax.sgd(0.1)
+    step = chex.assert_max_traces(step_lib.make_step({"fit": _quadratic}, tx), n=1)
+    state = step_lib.init_state(tx, {"params": {"w": jnp.ones(2)}})
+    state, metrics = step_lib.fit(step, state, 0.0, jax.random.key(0), 4)
+    assert metrics["loss/fit"].shape == (4,)
+    assert np.all(np.diff(metrics["loss/fit"]) < 0)
