@@ -8,19 +8,21 @@ import ml_collections
 CHOICES = {
     "dataset": ("mnist", "fashion_mnist", "cifar10"),
     "method": ("ics", "nn_w_ics", "naive_nn", "ssim", "ocsvm", "iforest", "dsvdd",
-               "imagenet_ocsvm"),
+               "imagenet_ocsvm", "teacher"),
     "backbone": ("alexnet", "icsnet"),
     "distance": ("difference", "absolute", "squared"),
     "schedule": ("alternating", "joint"),
     "augment": ("none", "shift", "shift_flip"),
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
+    "lr_schedule": ("constant", "cosine"),
 }
 POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
             "checkpoint_every", "keep_checkpoints", "ae_num_steps", "ae_learning_rate",
             "ssim_max_val", "latent_dim", "dense_features", "ae_latent_channels", "ocsvm_nu",
             "iforest_num_estimators", "dsvdd_ae_num_steps", "dsvdd_num_steps",
-            "dsvdd_learning_rate", "vgg_image_size")
+            "dsvdd_learning_rate", "vgg_image_size", "teacher_num_steps",
+            "teacher_learning_rate", "teacher_dense_features")
 
 
 # The split autoencoder's code size for each dataset: the one whose split scored the highest SSIM
@@ -67,6 +69,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.num_iterations = 10000
     c.batch_size = 64
     c.learning_rate = 3e-4
+    # 'constant' (the paper); 'cosine': linear warm-up over warmup_iterations, then cosine decay
+    # to 0 at num_iterations, so the last network does not depend on where training stopped.
+    c.lr_schedule = "constant"
+    c.warmup_iterations = 100
     c.adam_b1 = 0.5
     c.weight_decay = 1e-6
     # Split autoencoder.
@@ -80,6 +86,16 @@ def default_config() -> ml_collections.ConfigDict:
     # reconstruction on MNIST digits 1, 4, 5, 7, 9 (see the README).
     c.ae_loss = "bce"
     c.ssim_max_val = 1.0
+    # What the split is cut by: the split autoencoder's SSIM ('ssim', the paper's), or the
+    # transformation teacher's score ('teacher', ics_jax/teacher.py).
+    c.split_by = "ssim"
+    # Transformation teacher (ics_jax/teacher.py): the split's with split_by='teacher', and the
+    # detector of method='teacher'. 'rotate': the 4 quarter turns; 'rotate_flip': times a flip.
+    c.teacher_num_steps = 600
+    c.teacher_learning_rate = 1e-3
+    c.teacher_transformations = "rotate"
+    c.teacher_conv_features = (16, 32, 48, 48, 32)
+    c.teacher_dense_features = 256
     # Baselines (section 3.1 of the paper); see the README for what each one sees.
     # What OCSVM, IF and Deep SVDD see: Ruff et al.'s contrast normalisation and min-max scaling
     # ('gcn_minmax'), or the [0, 1] pixels ('pixels').
@@ -151,6 +167,12 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
                           f"method={config.method} does not train on; leave it 0")
     if config.dispersion_weight < 0:
         raise ConfigError(f"dispersion_weight={config.dispersion_weight} must not be negative")
+    if config.lr_schedule == "cosine" and not 0 <= config.warmup_iterations < config.num_iterations:
+        raise ConfigError(f"warmup_iterations={config.warmup_iterations} must lie in [0, "
+                          f"num_iterations={config.num_iterations})")
+    if len(config.teacher_conv_features) != 5 or min(config.teacher_conv_features) < 1:
+        raise ConfigError(f"teacher_conv_features={tuple(config.teacher_conv_features)} must be "
+                          "five positive widths (the backbone's five convolutions)")
     if config.weight_decay < 0:
         raise ConfigError(f"weight_decay={config.weight_decay} must not be negative")
     if config.method == "imagenet_ocsvm" and not (

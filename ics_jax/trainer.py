@@ -75,7 +75,10 @@ class Trainer:
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
     """Returns the `Trainer` of `config.method` (one of `METHOD_PHASES`)."""
     net = build_network(config)
-    tx = train.make_optimizer(config.learning_rate, config.adam_b1, config.weight_decay)
+    tx = train.make_optimizer(config.learning_rate, config.adam_b1, config.weight_decay,
+                              schedule=config.lr_schedule,
+                              num_iterations=config.num_iterations,
+                              warmup_iterations=config.warmup_iterations)
     cycle = phases(config)
     step = train.make_iteration(net, tx, batch_size=config.batch_size, phases=cycle,
                                 dispersion_weight=config.dispersion_weight,

@@ -17,10 +17,16 @@ EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
                   "keep_checkpoints", "coordinator_address", "num_processes", "process_id",
                   "initialization_timeout")
 # Keys that only the split (and the methods that use it) read.
-SPLIT_KEYS = ("rho", "ssim_max_val", "split_seed")
-SPLIT_KEY_PREFIX = "ae_"
+SPLIT_KEYS = ("rho", "ssim_max_val", "split_seed", "split_by")
+SPLIT_KEY_PREFIXES = ("ae_", "teacher_")
+# Split keys that a method without a split reads itself: the transformation teacher alone.
+OWN_KEY_PREFIXES = {"teacher": "teacher_"}
 # Keys added after runs were kept, each with the value that computes what those runs did.
-ADDED_KEYS = {"validation_fraction": 0.0}
+ADDED_KEYS = {"validation_fraction": 0.0, "lr_schedule": "constant", "warmup_iterations": 100,
+              "split_by": "ssim"}
+# Runs kept before the teacher split by SSIM: any value of its keys computes what they did.
+ADDED_KEYS.update({k: v for k, v in json.loads(config_lib.default_config().to_json()).items()
+                   if k.startswith("teacher_")})
 # Not `split_seed`: runs kept before it keyed their seeds otherwise, so they are refused.
 
 
@@ -28,7 +34,8 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError if `workdir` was started with a config that computes something else.
 
     Keys in `EXECUTION_KEYS` may differ, and so may split keys for a method without a split;
-    `num_iterations` may grow (the run goes on from its last checkpoint), never shrink.
+    `num_iterations` may grow (the run goes on from its last checkpoint), never shrink; under
+    `lr_schedule='cosine'` it is fixed (the rate decays to 0 at the end).
     """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
@@ -36,9 +43,13 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     with open(path) as f:
         before = json.load(f)
     now = json.loads(config_lib.resolved(config).to_json())
-    ignored = set(EXECUTION_KEYS) | {"num_iterations"}
+    ignored = set(EXECUTION_KEYS)
+    if config.lr_schedule == "constant":  # a schedule that decays to 0 at the end fixes the length
+        ignored.add("num_iterations")
     if config.method not in SPLIT_METHODS:
-        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
+        own = OWN_KEY_PREFIXES.get(config.method, ())
+        ignored |= {k for k in now if (k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIXES))
+                    and not k.startswith(own)}
     # A key missing from `before` came with a later version: it counts as changed, unless
     # `ADDED_KEYS` names the value that computes what runs made without it did.
     before = {**ADDED_KEYS, **before}

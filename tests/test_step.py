@@ -112,3 +112,27 @@ def test_fit_compiles_its_step_once_and_returns_each_metric_per_step():
     state, metrics = step_lib.fit(step, state, 0.0, jax.random.key(0), 4)
     assert metrics["loss/fit"].shape == (4,)
     assert np.all(np.diff(metrics["loss/fit"]) < 0)
+
+
+def test_the_cosine_schedule_warms_up_from_zero_and_ends_at_zero():
+    tx = train.make_optimizer(1.0, schedule="cosine", num_iterations=4, warmup_iterations=1)
+    params = {"w": jnp.zeros(3)}
+    state, moves = tx.init(params), []
+    for _ in range(5):  # counts 0..4: warm-up start, decay, and one past the end
+        updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+        moves.append(float(jnp.abs(updates["w"]).max()))
+    assert moves[0] == 0.0 and moves[4] == 0.0
+    assert moves[1] > moves[2] > moves[3] > 0.0  # Adam's step is the rate here: 1, then decaying
+
+
+def test_a_cosine_run_may_not_grow_its_length_on_resume(tmp_path):
+    from ics_jax import config as config_lib
+    from ics_jax import outputs
+    from ics_jax import workdir as workdir_lib
+
+    config = apply_tiny(default_config())
+    config.update(lr_schedule="cosine", warmup_iterations=1)
+    outputs.write_json(str(tmp_path / "config.json"), config_lib.resolved(config).to_dict())
+    config.num_iterations += 2
+    with pytest.raises(config_lib.ConfigError, match="num_iterations"):
+        workdir_lib.check_same_run(str(tmp_path), config)
