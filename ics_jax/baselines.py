@@ -1,5 +1,6 @@
 """The paper's baselines that are not the ICS network (section 3.1): OCSVM, Isolation Forest,
-ImageNet features + OCSVM, the split autoencoder's SSIM, and Deep SVDD.
+ImageNet features + OCSVM, the split autoencoder's SSIM, and Deep SVDD; and the transformation
+teacher (ics_jax/teacher.py) as a detector of its own.
 
 Every function returns anomaly scores, higher = more anomalous. By default OCSVM, IF and Deep
 SVDD see the inputs of Ruff et al. (ICML 2018), whose settings the paper says they shared: global
@@ -15,6 +16,7 @@ from sklearn import ensemble, svm
 from ics_jax import data as data_lib
 from ics_jax import dsvdd, vgg
 from ics_jax import split as split_lib
+from ics_jax import teacher as teacher_lib
 
 # Methods whose scores do not depend on a seed: they run once, whatever `num_seeds` says.
 DETERMINISTIC = ("ocsvm", "imagenet_ocsvm", "ssim")
@@ -79,6 +81,9 @@ def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData
     method = config.method
     if method == "ssim":
         return [ssim_anomaly_scores(split)]
+    if method == "teacher":  # on the [0, 1] pixels: its transformations are of the images
+        return [teacher_lib.run_teacher(config, data.x_train, data.x_test, jax.random.key(seed))
+                for seed in seed_ids]
     if method == "imagenet_ocsvm":
         params = vgg.load_params(config.vgg19_weights)
         features = [vgg.extract_features(params, x, image_size=config.vgg_image_size)

@@ -15,6 +15,8 @@ CHOICES = {
     "augment": ("none", "shift", "shift_flip"),
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
+    "split_by": ("ssim", "teacher"),
+    "teacher_transformations": ("rotate", "rotate_flip"),
     "lr_schedule": ("constant", "cosine"),
 }
 POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
@@ -91,6 +93,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.split_by = "ssim"
     # Transformation teacher (ics_jax/teacher.py): the split's with split_by='teacher', and the
     # detector of method='teacher'. 'rotate': the 4 quarter turns; 'rotate_flip': times a flip.
+    # On CIFAR-10's development classes (3, 5, 9), one seed, the teacher alone: rotations, 300
+    # steps AUC 76.3, 600 steps 77.1; with flips (twice the inputs a step), 300 steps 77.7. The
+    # flip is not learned (its loss stays log 2 above the rotations'), so rotations, 600 steps.
     c.teacher_num_steps = 600
     c.teacher_learning_rate = 1e-3
     c.teacher_transformations = "rotate"

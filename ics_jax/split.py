@@ -1,4 +1,5 @@
-"""Intra-class splitting: by an autoencoder's SSIM, the least typical `rho` of the normal class."""
+"""Intra-class splitting: by an autoencoder's SSIM (or the transformation teacher's score), the
+least typical `rho` of the normal class."""
 
 import dataclasses
 import functools
@@ -8,6 +9,7 @@ import jax
 import numpy as np
 
 from ics_jax import evaluate, outputs, xla
+from ics_jax import teacher as teacher_lib
 from ics_jax.models import AutoEncoder
 
 
@@ -15,8 +17,9 @@ from ics_jax.models import AutoEncoder
 class Split:
     """The split of the normal training images.
 
-    `scores`: `[N]` SSIM(x, reconstruction); `atypical`: sorted `[round(rho * N)]` indices of the
-    lowest scores; `typical`: sorted indices of the rest; `test_scores`: `[M]` the same SSIM of
+    `scores`: `[N]` SSIM(x, reconstruction), or with `split_by='teacher'` minus the teacher's
+    score (higher = more typical either way); `atypical`: sorted `[round(rho * N)]` indices of the
+    lowest scores; `typical`: sorted indices of the rest; `test_scores`: `[M]` the same score of
     the test images, if computed (the paper's SSIM baseline scores with it).
     """
 
@@ -80,9 +83,15 @@ def compute_split(config, images: np.ndarray, key: jax.Array,
                   test_images: np.ndarray | None = None, progress=None):
     """Trains the split autoencoder of `config` on `images`; returns `(split, (autoencoder,
     params))`: the SSIM split at `config.rho`, with the SSIM of `test_images` if given.
-    `progress(step, loss)` follows the autoencoder's training."""
+    `progress(step, loss)` follows the autoencoder's training.
+
+    With `config.split_by == 'teacher'` the transformation teacher trains instead, with `key`,
+    and the split is cut by its typicality, minus `teacher.teacher_scores` (the scores and test
+    scores are that, higher = more typical); returns `(split, (teacher, variables))`."""
     from ics_jax import autoencoder as ae_lib
 
+    if config.split_by == "teacher":
+        return _teacher_split(config, images, key, test_images, progress)
     module, params = ae_lib.train_autoencoder(
         images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
         learning_rate=config.ae_learning_rate, autoencoder=ae_lib.build_autoencoder(config),
@@ -94,7 +103,17 @@ def compute_split(config, images: np.ndarray, key: jax.Array,
     return split, (module, params)
 
 
+def _teacher_split(config, images, key, test_images, progress):
+    module, variables = teacher_lib.fit_teacher(config, images, key, progress)
+    split = split_by_score(-teacher_lib.teacher_scores(module, variables, images), config.rho)
+    if test_images is not None:
+        split = dataclasses.replace(
+            split, test_scores=-teacher_lib.teacher_scores(module, variables, test_images))
+    return split, (module, variables)
+
+
 def split_key(config) -> jax.Array:
-    """Returns the key the split autoencoder trains with: one per `config.split_seed`, shared
-    by every seed of a run (the seeds are the classifier's initialisation)."""
+    """Returns the key the split autoencoder (or teacher) trains with: one per
+    `config.split_seed`, shared by every seed of a run (the seeds are the classifier's
+    initialisation)."""
     return jax.random.split(jax.random.key(config.split_seed), 3)[0]

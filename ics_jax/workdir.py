@@ -18,22 +18,20 @@ EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
                   "initialization_timeout")
 # Keys that only the split (and the methods that use it) read.
 SPLIT_KEYS = ("rho", "ssim_max_val", "split_seed", "split_by")
-SPLIT_KEY_PREFIXES = ("ae_", "teacher_")
-# Split keys that a method without a split reads itself: the transformation teacher alone.
-OWN_KEY_PREFIXES = {"teacher": "teacher_"}
+SPLIT_KEY_PREFIX = "ae_"
+# The transformation teacher's keys: read only where a teacher trains (`reads_teacher`).
+TEACHER_KEY_PREFIX = "teacher_"
 # Keys added after runs were kept, each with the value that computes what those runs did.
 ADDED_KEYS = {"validation_fraction": 0.0, "lr_schedule": "constant", "warmup_iterations": 100,
               "split_by": "ssim"}
-# Runs kept before the teacher split by SSIM: any value of its keys computes what they did.
-ADDED_KEYS.update({k: v for k, v in json.loads(config_lib.default_config().to_json()).items()
-                   if k.startswith("teacher_")})
 # Not `split_seed`: runs kept before it keyed their seeds otherwise, so they are refused.
 
 
 def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError if `workdir` was started with a config that computes something else.
 
-    Keys in `EXECUTION_KEYS` may differ, and so may split keys for a method without a split;
+    Keys in `EXECUTION_KEYS` may differ, and so may split keys for a method without a split
+    and the teacher's keys where no teacher trains;
     `num_iterations` may grow (the run goes on from its last checkpoint), never shrink; under
     `lr_schedule='cosine'` it is fixed (the rate decays to 0 at the end).
     """
@@ -47,9 +45,9 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     if config.lr_schedule == "constant":  # a schedule that decays to 0 at the end fixes the length
         ignored.add("num_iterations")
     if config.method not in SPLIT_METHODS:
-        own = OWN_KEY_PREFIXES.get(config.method, ())
-        ignored |= {k for k in now if (k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIXES))
-                    and not k.startswith(own)}
+        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
+    if not reads_teacher(config):
+        ignored |= {k for k in now if k.startswith(TEACHER_KEY_PREFIX)}
     # A key missing from `before` came with a later version: it counts as changed, unless
     # `ADDED_KEYS` names the value that computes what runs made without it did.
     before = {**ADDED_KEYS, **before}
@@ -64,6 +62,12 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
         raise config_lib.ConfigError(
             f"{workdir} holds a run of num_iterations={before['num_iterations']}, more than "
             f"{config.num_iterations}; ask at least as many, or use a new --workdir")
+
+
+def reads_teacher(config: ml_collections.ConfigDict) -> bool:
+    """Whether `config` trains the transformation teacher: as its method, or to cut its split."""
+    return config.method == "teacher" or (config.method in SPLIT_METHODS
+                                          and config.split_by == "teacher")
 
 
 def finished_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:

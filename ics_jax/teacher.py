@@ -1,0 +1,153 @@
+"""The transformation teacher: a network trained on the normal images to tell which of a fixed
+set of geometric transformations was applied to an image (Golan and El-Yaniv, NeurIPS 2018,
+"GEOM"). It learns what an upright normal image looks like, so an image whose transformation it
+cannot tell is anomalous. Its score is a detector of its own (method 'teacher') and a typicality
+the split can be cut by (`split_by='teacher'`).
+
+Images are float32 `[N, H, W, C]` in [0, 1], square (a quarter turn of a non-square image
+changes its shape), any size and channel count the classifier's backbone takes.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ics_jax import evaluate, models, xla
+from ics_jax import step as step_lib
+
+# The transformation sets, by name: their size. Transformation `t` flips the image left-right
+# if `t >= 4`, then turns it `t % 4` quarter turns counterclockwise.
+TRANSFORMATIONS = {"rotate": 4, "rotate_flip": 8}
+
+
+def transform(images: jax.Array, t: int) -> jax.Array:
+    """Returns `images` `[B, H, W, C]` under transformation `t` (see `TRANSFORMATIONS`), same
+    shape."""
+    if t >= 4:
+        images = jnp.flip(images, axis=2)
+    return jnp.rot90(images, t % 4, axes=(1, 2))
+
+
+def transformed(images: jax.Array, transformations: str) -> tuple[jax.Array, jax.Array]:
+    """Returns `(inputs [K * B, H, W, C], labels [K * B])`: every image of `images` `[B, H, W,
+    C]` under each of the `K` transformations of the set named `transformations`, transformation
+    major (rows `t * B` to `(t + 1) * B - 1` are `transform(images, t)`, labelled `t`)."""
+    _check_square(images.shape)
+    num = TRANSFORMATIONS[transformations]
+    inputs = jnp.concatenate([transform(images, t) for t in range(num)])
+    return inputs, jnp.repeat(jnp.arange(num), images.shape[0])
+
+
+class TeacherNet(nn.Module):
+    """The classifier's AlexNet-like backbone with batch norm, then a dense head with one logit
+    per transformation of the set `transformations`. Returns logits `[B, K]`."""
+
+    conv_features: Sequence[int] = (16, 32, 48, 48, 32)
+    dense_features: int = 256
+    transformations: str = "rotate"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        z = models.AlexNet(conv_features=tuple(self.conv_features),
+                           dense_features=self.dense_features, batch_norm=True)(x, train)
+        return nn.Dense(TRANSFORMATIONS[self.transformations])(z)
+
+
+def build_teacher(config) -> TeacherNet:
+    """Returns the teacher that `config` (its `teacher_*` keys) describes."""
+    return TeacherNet(conv_features=tuple(config.teacher_conv_features),
+                      dense_features=config.teacher_dense_features,
+                      transformations=config.teacher_transformations)
+
+
+def _log_likelihoods(teacher: TeacherNet, variables, images: jax.Array, train: bool):
+    """Returns `(log p [K, B], variables' batch_stats)`: the teacher's log-probability of the
+    transformation applied, for each transformation and image of `images` `[B, ...]`."""
+    inputs, labels = transformed(images, teacher.transformations)
+    if train:
+        logits, state = teacher.apply(variables, inputs, train=True, mutable=["batch_stats"])
+        batch_stats = state["batch_stats"]
+    else:
+        logits, batch_stats = teacher.apply(variables, inputs), variables["batch_stats"]
+    log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)[:, 0]
+    return log_p.reshape(-1, images.shape[0]), batch_stats
+
+
+def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
+                  learning_rate: float, teacher: TeacherNet | None = None,
+                  progress: Callable[[int, float], None] | None = None,
+                  progress_every: int = 50) -> tuple[TeacherNet, dict]:
+    """Trains `teacher` on `images` `[N, H, W, C]` with Adam: each step draws `batch_size`
+    images with `fold_in(key, step)` and minimises the cross-entropy of the transformation
+    applied, over all of them under every transformation (`K * batch_size` inputs, batch norm
+    over them all). Returns `(teacher, variables)`, `variables` = `{params, batch_stats}`.
+    `progress(step, loss)` follows the first step, every `progress_every` steps and the last."""
+    _check_square(images.shape)
+    teacher = teacher or TeacherNet()
+    init_key, batch_key = jax.random.split(key)
+    tx = optax.adam(learning_rate)
+    state = step_lib.init_state(tx, _init(teacher, init_key, jnp.asarray(images[:1])))
+
+    def transformation(params, batch_stats, data, key):
+        batch = data[jax.random.randint(key, (batch_size,), 0, data.shape[0])]
+        log_p, batch_stats = _log_likelihoods(
+            teacher, {"params": params, "batch_stats": batch_stats}, batch, train=True)
+        return -jnp.mean(log_p), batch_stats
+
+    state, _ = step_lib.fit(
+        step_lib.make_step({"transformation": transformation}, tx), state, jnp.asarray(images),
+        batch_key, num_steps, progress_every=progress_every,
+        progress=None if progress is None else (
+            lambda t, metrics: progress(t, metrics["loss/transformation"])))
+    return teacher, {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def fit_teacher(config, images: np.ndarray, key: jax.Array,
+                progress: Callable[[int, float], None] | None = None) -> tuple[TeacherNet, dict]:
+    """Returns `train_teacher`'s `(teacher, variables)` for `config`: its `teacher_*` keys and
+    `batch_size` normal images a step."""
+    return train_teacher(images, key, num_steps=config.teacher_num_steps,
+                         batch_size=config.batch_size,
+                         learning_rate=config.teacher_learning_rate,
+                         teacher=build_teacher(config), progress=progress)
+
+
+@xla.jit(static_argnums=0)
+def _init(teacher: TeacherNet, key: jax.Array, x: jax.Array) -> dict:
+    return teacher.init(key, x)
+
+
+@functools.cache
+def _score_program(teacher: TeacherNet):
+    def scores(variables, batch):
+        log_p, _ = _log_likelihoods(teacher, variables, batch, train=False)
+        return -jnp.mean(log_p, axis=0)
+    return xla.jit(scores)
+
+
+def teacher_scores(teacher: TeacherNet, variables: dict, images: np.ndarray) -> np.ndarray:
+    """Returns `[N]` float32 anomaly scores of `images` `[N, H, W, C]`, higher = more anomalous:
+    minus the mean over the transformations of the teacher's log-probability (batch norm's
+    running averages) of the transformation applied. Each image's score is its own: a pure
+    function of it, computed by one compiled program per teacher and batch shape."""
+    _check_square(images.shape)
+    program = _score_program(teacher)
+    return evaluate.batched_apply(lambda batch: program(variables, batch), images,
+                                  batch_size=256)
+
+
+def run_teacher(config, x_train: np.ndarray, x_test: np.ndarray, key: jax.Array) -> np.ndarray:
+    """Trains `config`'s teacher on `x_train` with `key`; returns `[M]` scores of `x_test`."""
+    teacher, variables = fit_teacher(config, x_train, key)
+    return teacher_scores(teacher, variables, x_test)
+
+
+def _check_square(shape: Sequence[int]) -> None:
+    if shape[1] != shape[2]:
+        raise ValueError(f"the transformation teacher turns images by quarter turns, which needs "
+                         f"square images; these are {shape[1]}x{shape[2]}")
