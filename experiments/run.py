@@ -31,7 +31,7 @@ class _Progress:
 
     def __call__(self, event: dict) -> None:
         if event["stage"] == "split":
-            print(f"split autoencoder: step {event['step']}/{event['num_steps']}  "
+            print(f"split {event['network']}: step {event['step']}/{event['num_steps']}  "
                   f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
             return
         it, total, seconds = event["iteration"], event["num_iterations"], event["seconds"]
@@ -47,11 +47,14 @@ class _Progress:
 
 # What a run's summary line shows beside its AUC, where results.json has it.
 ALSO_SHOWN = {"ics_ssim_auc": "ICS + SSIM", "ssim_auc": "the split's SSIM"}
+# With split_by='teacher' the split's score is the teacher's (results.json keeps the keys).
+TEACHER_SPLIT_SHOWN = {"ics_ssim_auc": "ICS + teacher", "ssim_auc": "the split's teacher score"}
 
 
 def _summary(results: dict, workdir: str) -> str:
     aucs = ", ".join(f"{a:.4f}" for a in results["auc"])
-    also = "".join(f"; {name} {results[k]:.4f}" for k, name in ALSO_SHOWN.items()
+    shown = TEACHER_SPLIT_SHOWN if results.get("split_by") == "teacher" else ALSO_SHOWN
+    also = "".join(f"; {name} {results[k]:.4f}" for k, name in shown.items()
                    if results.get(k) is not None and results["method"] != "ssim")
     return (f"AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} (seeds: {aucs}){also}; "
             f"results in {os.path.join(workdir, 'results.json')}")

@@ -78,7 +78,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
 
     results = {
         "dataset": config.dataset, "normal_class": config.normal_class, "method": config.method,
-        "rho": config.rho, "num_iterations": config.num_iterations, "backbone": config.backbone,
+        "rho": config.rho, "split_by": config.split_by, "num_iterations": config.num_iterations,
+        "backbone": config.backbone,
         "seeds": seed_ids, **evaluate.summarize(aucs),
         "backend": jax.default_backend(), "num_devices": jax.device_count(),
         "timing": {"split": t_split, "train": t_train, "total": time.time() - t_start},
@@ -106,10 +107,14 @@ def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Sp
     if split is None:
         t0 = time.time()
 
+        teacher = config.split_by == "teacher"
+        num_steps = config.teacher_num_steps if teacher else config.ae_num_steps
+
         def on_step(step, loss):
             if progress is not None:
-                progress({"stage": "split", "step": step, "num_steps": config.ae_num_steps,
-                          "loss": loss, "seconds": time.time() - t0})
+                progress({"stage": "split", "network": "teacher" if teacher else "autoencoder",
+                          "step": step, "num_steps": num_steps, "loss": loss,
+                          "seconds": time.time() - t0})
         split, _ = split_lib.compute_split(config, data.x_train, key, data.x_test, on_step)
     if primary:
         split_lib.save(path, split)

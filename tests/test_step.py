@@ -12,7 +12,7 @@ import optax
 import pytest
 from conftest import apply_tiny, toy_data
 
-from ics_jax import autoencoder, default_config, dsvdd, models, train, trainer
+from ics_jax import autoencoder, default_config, dsvdd, models, teacher, train, trainer
 from ics_jax import step as step_lib
 
 
@@ -93,8 +93,12 @@ def test_every_trainer_of_the_project_builds_its_step_with_make_step(monkeypatch
                                   autoencoder=models.AutoEncoder(conv_features=(4,) * 5,
                                                                  latent_channels=2))
     dsvdd.train_dsvdd(images, jax.random.key(0), ae_num_steps=1, num_steps=1, batch_size=8)
+    teacher.train_teacher(images, jax.random.key(0), num_steps=1, batch_size=8,
+                          learning_rate=1e-3, teacher=teacher.TeacherNet(conv_features=(4,) * 5,
+                                                                         dense_features=8))
     trainer.make_trainer(apply_tiny(default_config()))
-    assert built == [("reconstruction",), ("reconstruction",), ("svdd",), train.PHASES]
+    assert built == [("reconstruction",), ("reconstruction",), ("svdd",), ("transformation",),
+                     train.PHASES]
 
 
 def test_the_step_builder_holds_the_only_optimizer_update_of_the_library():
