@@ -38,6 +38,7 @@ def _test_auc(config, workdir: str) -> float:
 def main(argv: list[str]) -> None:
     del argv
     import ics_jax
+    from ics_jax import config as config_lib
     from ics_jax import data as data_lib
 
     config, workdir = _CONFIG.value, _WORKDIR.value
@@ -49,8 +50,9 @@ def main(argv: list[str]) -> None:
         return
     arrays = data_lib.load_arrays(config.dataset, config.data_dir)
     normal = arrays.x_train[arrays.y_train == config.normal_class]  # uint8, as a user has them
-    overrides = {k: config[k] for k in config if k != "method"}
-    model = ics_jax.ICS(**overrides).fit(normal, verbose=True)
+    resolved = config_lib.resolved(config)  # the run's keys; the estimator's own cap off
+    overrides = {k: resolved[k] for k in ics_jax.ICS().get_params() if k in resolved}
+    model = ics_jax.ICS(**overrides, max_epochs=None, verbose=True).fit(normal)
     model.save(os.path.join(workdir, "model"))
     scored = subprocess.run([sys.executable, "-m", "experiments.estimator_check",
                              *sys.argv[1:], "--score_only"], check=True, capture_output=True,

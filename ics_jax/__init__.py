@@ -5,9 +5,9 @@ The pieces, one module each: `data` (datasets as arrays), `files` (raw file form
 every network trains with), `autoencoder` (training the split autoencoder), `split` (the SSIM
 split), `train` (the ICS phases' losses), `seeds` (how the seeds run), `trainer` (a config's
 networks trained), `checkpoint` (Orbax), `evaluate` (AUC), `workdir` (resuming a run),
-`pipeline` (one experiment end to end), `estimator` (`ICS`, `DeepSVDD`, `AutoencoderSSIM`: fit,
-score, save, load), `xla` (compiler options). The paper's tables and sweeps are in
-`experiments/`.
+`pipeline` (one experiment end to end), `detector` (the PyOD / scikit-learn contract every
+detector keeps, save, load), `estimator` (`ICS`, `DeepSVDD`, `AutoencoderSSIM`), `xla` (compiler
+options). The paper's tables and sweeps are in `experiments/`.
 """
 
 from ics_jax.config import default_config

@@ -63,14 +63,23 @@ def save_model(path: str, tree, meta: dict) -> None:
 
     Each save is a new step of a CheckpointManager that keeps one: Orbax writes it to a
     temporary folder and renames it when complete, and only then deletes the previous save,
-    so a save interrupted half way leaves the previous one readable."""
-    mngr = ocp.CheckpointManager(os.path.abspath(path),
+    so a save interrupted half way leaves the previous one readable. A `path` that is a file,
+    or lies under one, raises ModelFileError before anything is written."""
+    directory = existing = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ModelFileError(f"{path}: {existing} is a file; save to a folder (new, or a "
+                             "saved model's)")
+    mngr = ocp.CheckpointManager(directory,
                                  options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
-    step = (mngr.latest_step() or 0) + 1
-    mngr.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(tree),
-                                            meta=ocp.args.JsonSave(meta)))
-    mngr.wait_until_finished()
-    mngr.close()
+    try:
+        step = (mngr.latest_step() or 0) + 1
+        mngr.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(tree),
+                                                meta=ocp.args.JsonSave(meta)))
+        mngr.wait_until_finished()
+    finally:
+        mngr.close()
 
 
 def _model_manager(path: str) -> tuple[ocp.CheckpointManager, int]:
@@ -92,18 +101,24 @@ def load_model_meta(path: str) -> dict:
     except Exception as e:  # noqa: BLE001  (any read failure is an unreadable file)
         raise ModelFileError(f"{path}: the saved model cannot be read ({_short(e)}); "
                              "save it again") from e
+    finally:
+        mngr.close()
 
 
-def load_model_arrays(path: str, like):
-    """Returns the arrays of the model saved at `path`, with the structure of `like`."""
+def load_model_arrays(path: str):
+    """Returns the arrays of the model saved at `path` as host numpy arrays, nested as saved
+    (dicts; an empty dict may come back absent). Read without a target: nothing is built or
+    compiled to restore into."""
     mngr, step = _model_manager(path)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     try:
-        return mngr.restore(step, args=ocp.args.Composite(
-            arrays=ocp.args.StandardRestore(abstract)))["arrays"]
+        arrays = mngr.restore(step, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore()))["arrays"]
     except Exception as e:  # noqa: BLE001  (any read failure is an unreadable file)
         raise ModelFileError(f"{path}: the saved model cannot be read ({_short(e)}); "
                              "save it again") from e
+    finally:
+        mngr.close()
+    return jax.device_get(arrays)
 
 
 def _short(e: Exception) -> str:

@@ -110,21 +110,40 @@ def load_one_class(dataset: str, normal_class: int, data_dir: str | None = None,
 # ----------------------------------------------------------------------------- checks, conversions
 
 
-def to_unit_images(images, what: str = "images") -> np.ndarray:
-    """Returns `images` `[N, H, W, C]` (or `[N, H, W]`, one channel), uint8 0-255 or float in
-    [0, 1], as float32 `[N, H, W, C]` in [0, 1]; anything else raises DataError saying what
-    would work."""
+def to_unit_images(images, what: str = "images", *, min_size: int = 1,
+                   channels: tuple[int, ...] | None = None) -> np.ndarray:
+    """Returns `images` `[N, H, W, C]` (or `[N, H, W]`, one channel; an array or a list of
+    equal-sized images), uint8 0-255 or float in [0, 1], as float32 `[N, H, W, C]` in [0, 1].
+    Anything else raises DataError saying what would work: a list of images of different
+    sizes, a wrong rank, H or W below `min_size`, a channel count not in `channels` (channels
+    first named as such), another dtype, NaN or Inf, floats outside [0, 1]."""
+    if isinstance(images, list | tuple):
+        sizes = sorted({np.shape(image) for image in images})
+        if len(sizes) > 1:
+            raise DataError(f"{what} have different sizes ({', '.join(map(str, sizes[:3]))}"
+                            "); resize them to one size first")
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or 0 in x.shape:
         raise DataError(f"{what} have shape {tuple(np.shape(images))}; expected a non-empty "
                         "[N, H, W, C] array, or [N, H, W] for one channel")
+    if channels is not None and x.shape[3] not in channels:
+        first = ("; they look channels-first: x.transpose(0, 2, 3, 1) gives [N, H, W, C]"
+                 if x.shape[1] in channels else "")
+        raise DataError(f"{what} have shape {x.shape}, {x.shape[3]} channels; expected "
+                        f"[N, H, W, C] with C in {channels}{first}")
+    if min(x.shape[1:3]) < min_size:
+        raise DataError(f"{what} are {x.shape[1]}x{x.shape[2]}; the networks need at least "
+                        f"{min_size}x{min_size} (upsample small images first)")
     if x.dtype == np.uint8:
         return x.astype(np.float32) / np.float32(255.0)
     if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise DataError(f"float {what} contain NaN or Inf (first in image "
+                            f"{int(np.argwhere(~np.isfinite(x))[0, 0])}); replace them")
         low, high = float(x.min()), float(x.max())
-        if not (np.isfinite(low) and np.isfinite(high) and low >= 0.0 and high <= 1.0):
+        if low < 0.0 or high > 1.0:
             raise DataError(f"float {what} must lie in [0, 1]; found [{low}, {high}] (divide "
                             "0-255 values by 255, or pass them as uint8)")
         return x.astype(np.float32)
