@@ -23,6 +23,7 @@ from ics_jax import baselines, detector, dsvdd, evaluate, step, trainer
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
+from ics_jax import teacher as teacher_lib
 
 # The split autoencoder's keys, shared by ICS and AutoencoderSSIM.
 _AE_KEYS = ("split_seed", "batch_size", "ae_num_steps", "ae_learning_rate", "ae_conv_features",
@@ -165,6 +166,35 @@ class DeepSVDD(detector.Detector):
 
     def _scaled(self, x):
         return baselines.scaled_inputs(x, self.contrast_low_, self.contrast_scale_)
+
+
+class Teacher(detector.Detector):
+    """The transformation teacher alone (`ics_jax.teacher`, after Golan and El-Yaniv, 2018): a
+    network trained on the normal images to tell which quarter turn was applied to one; an
+    image is as anomalous as the turns it cannot tell (minus the mean log-probability of the
+    right one). Square images; seed `s` trains as `method='teacher'` does with seed `s`."""
+
+    method = "teacher"
+    PARAMS = config_defaults("seed", "batch_size", "teacher_num_steps", "teacher_learning_rate",
+                             "teacher_transformations", "teacher_conv_features",
+                             "teacher_dense_features")
+
+    def _check_fit(self, x, config):
+        super()._check_fit(x, config)
+        try:
+            teacher_lib.check_square(x.shape)
+        except ValueError as e:
+            raise data_lib.DataError(f"{e}; crop or resize them first") from None
+
+    def _train(self, x, config, progress):
+        _, variables = teacher_lib.fit_teacher(
+            config, x, jax.random.key(config.seed), progress=lambda t, loss: progress(
+                f"teacher step {t}/{config.teacher_num_steps}  loss {loss:.4f}"))
+        return {"variables": variables}
+
+    def _scores(self, x):
+        return teacher_lib.teacher_scores(teacher_lib.build_teacher(self.config_),
+                                          self.model_["variables"], x)
 
 
 def _classifier_scores(config, model: dict, x: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ def transformed(images: jax.Array, transformations: str) -> tuple[jax.Array, jax
     """Returns `(inputs [K * B, H, W, C], labels [K * B])`: every image of `images` `[B, H, W,
     C]` under each of the `K` transformations of the set named `transformations`, transformation
     major (rows `t * B` to `(t + 1) * B - 1` are `transform(images, t)`, labelled `t`)."""
-    _check_square(images.shape)
+    check_square(images.shape)
     num = TRANSFORMATIONS[transformations]
     inputs = jnp.concatenate([transform(images, t) for t in range(num)])
     return inputs, jnp.repeat(jnp.arange(num), images.shape[0])
@@ -87,7 +87,7 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
     applied, over all of them under every transformation (`K * batch_size` inputs, batch norm
     over them all). Returns `(teacher, variables)`, `variables` = `{params, batch_stats}`.
     `progress(step, loss)` follows the first step, every `progress_every` steps and the last."""
-    _check_square(images.shape)
+    check_square(images.shape)
     teacher = teacher or TeacherNet()
     init_key, batch_key = jax.random.split(key)
     tx = optax.adam(learning_rate)
@@ -135,7 +135,7 @@ def teacher_scores(teacher: TeacherNet, variables: dict, images: np.ndarray) -> 
     minus the mean over the transformations of the teacher's log-probability (batch norm's
     running averages) of the transformation applied. Each image's score is its own: a pure
     function of it, computed by one compiled program per teacher and batch shape."""
-    _check_square(images.shape)
+    check_square(images.shape)
     program = _score_program(teacher)
     return evaluate.batched_apply(lambda batch: program(variables, batch), images,
                                   batch_size=256)
@@ -147,7 +147,8 @@ def run_teacher(config, x_train: np.ndarray, x_test: np.ndarray, key: jax.Array)
     return teacher_scores(teacher, variables, x_test)
 
 
-def _check_square(shape: Sequence[int]) -> None:
+def check_square(shape: Sequence[int]) -> None:
+    """Raises ValueError unless images of `shape` `[N, H, W, C]` are square."""
     if shape[1] != shape[2]:
         raise ValueError(f"the transformation teacher turns images by quarter turns, which needs "
                          f"square images; these are {shape[1]}x{shape[2]}")

@@ -27,6 +27,8 @@ TINY = {
                               "ae_latent_channels": 4, "ae_learning_rate": 3e-3},
     ics_jax.DeepSVDD: {"dsvdd_ae_num_steps": 30, "dsvdd_num_steps": 30, "batch_size": 8,
                        "dsvdd_learning_rate": 1e-3},
+    ics_jax.Teacher: {"teacher_num_steps": 40, "batch_size": 8, "teacher_conv_features": (8,) * 5,
+                      "teacher_dense_features": 16, "teacher_learning_rate": 3e-3},
 }
 DETECTORS = list(TINY)
 SIZE = 16
@@ -35,11 +37,12 @@ ROC_FLOOR = 0.8
 
 
 def _images(kind: str, n: int, seed: int) -> np.ndarray:
-    """uint8 `[n, SIZE, SIZE]`: a bright square under mild noise (normal) or heavy noise
-    (anomaly)."""
+    """uint8 `[n, SIZE, SIZE]`: a bright square with a bar on top (upright: no quarter turn
+    maps it onto itself) under mild noise (normal) or heavy noise (anomaly)."""
     rng = np.random.default_rng(seed)
     base = np.full((n, SIZE, SIZE), 20.0)
     base[:, 4:12, 4:12] = 200
+    base[:, 1:3, 2:14] = 200
     level = rng.uniform(0, 30, (n, 1, 1)) if kind == "normal" else np.full((n, 1, 1), 100.0)
     return np.clip(base + level * rng.standard_normal((n, SIZE, SIZE)), 0, 255).astype(np.uint8)
 
@@ -198,3 +201,9 @@ def test_every_network_takes_8x8_to_128x128_with_one_or_three_channels(shape):
 
 def _never(*args, **kwargs):
     raise AssertionError("training started")
+
+
+def test_the_teacher_refuses_images_that_are_not_square_before_training(monkeypatch):
+    monkeypatch.setattr(ics_jax.Teacher, "_train", _never)
+    with pytest.raises(data_lib.DataError, match="square images; these are 16x12"):
+        ics_jax.Teacher(**TINY[ics_jax.Teacher]).fit(TRAIN[:, :, :12])
