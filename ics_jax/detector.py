@@ -94,8 +94,9 @@ class Detector(sk_base.BaseEstimator):
     def predict(self, X, return_confidence: bool = False):
         """Returns `[M]` int labels, 1 = outlier (score above `threshold_`), 0 = inlier; with
         `return_confidence`, `(labels, predict_confidence(X))`."""
-        labels = (self.decision_function(X) > self.threshold_).astype(int)
-        return (labels, self.predict_confidence(X)) if return_confidence else labels
+        scores = self.decision_function(X)
+        labels = (scores > self.threshold_).astype(int)
+        return (labels, self._confidence(scores)) if return_confidence else labels
 
     def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
         """Returns `[M, 2]` probabilities (inlier, outlier) in [0, 1]: `linear`, the score
@@ -114,12 +115,14 @@ class Detector(sk_base.BaseEstimator):
             outlier = special.erf((scores - self._mu) / (self._sigma * np.sqrt(2)))
         outlier = np.clip(outlier, 0.0, 1.0)
         probs = np.stack([1.0 - outlier, outlier], axis=1)
-        return (probs, self.predict_confidence(X)) if return_confidence else probs
+        return (probs, self._confidence(scores)) if return_confidence else probs
 
     def predict_confidence(self, X) -> np.ndarray:
         """Returns `[M]` confidence in [0, 1] that `predict` would say the same after a
         slightly different training set (Perini et al., 2020, as PyOD computes it)."""
-        scores = self.decision_function(X)
+        return self._confidence(self.decision_function(X))
+
+    def _confidence(self, scores: np.ndarray) -> np.ndarray:
         n = self.decision_scores_.shape[0]
         below = np.searchsorted(np.sort(self.decision_scores_), scores, side="right")
         posterior = (1 + below) / (2 + n)

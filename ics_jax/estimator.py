@@ -101,8 +101,9 @@ class ICS(detector.Detector):
         self.stopped_at_ = None if stop is None else stop.summary()["stopped_at"]
         model = {"classifier": {"params": states.params, "batch_stats": states.batch_stats},
                  "autoencoder": ae_params}
-        model["reference"] = {"classifier": _classifier_scores(config, model, x),
-                              "ssim": -np.asarray(split.scores, np.float64)}
+        if self.combine_ssim:  # ranks among the training images' scores
+            model["reference"] = {"classifier": _classifier_scores(config, model, x),
+                                  "ssim": -np.asarray(split.scores, np.float64)}
         return model
 
     def _scores(self, x):

@@ -114,16 +114,16 @@ def stop_rule(trainer: Trainer, config: ml_collections.ConfigDict, images: np.nd
 
 
 def check_finite(metrics: dict, first: int, ids: list[int]) -> None:
-    """Raises NonFiniteError for the first non-finite value in `metrics` (each `[n, S]`) of the
-    `n` iterations from `first`."""
-    for name, values in metrics.items():
-        bad = np.argwhere(~np.isfinite(values))
-        if bad.size:
-            it, seed = bad[0]
-            kind, phase = name.split("/")
-            raise NonFiniteError(
-                f"non-finite {phase} {kind.replace('grad_norm', 'gradient norm')} at iteration "
-                f"{first + int(it) + 1} of seed {ids[seed]}; the last good checkpoint is kept")
+    """Raises NonFiniteError for the earliest non-finite value in `metrics` (each `[n, S]`) of
+    the `n` iterations from `first`."""
+    bad = [(*np.argwhere(~np.isfinite(values))[0], name) for name, values in metrics.items()
+           if not np.isfinite(values).all()]
+    if bad:
+        it, seed, name = min(bad)
+        kind, phase = name.split("/")
+        raise NonFiniteError(
+            f"non-finite {phase} {kind.replace('grad_norm', 'gradient norm')} at iteration "
+            f"{first + int(it) + 1} of seed {ids[seed]}; the last good checkpoint is kept")
 
 
 def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: train.SplitData,
