@@ -31,7 +31,8 @@ from experiments import cli  # noqa: E402
 
 _TASK = flags.DEFINE_enum("task", None, ["fit", "ocsvm", "size", "save", "load"], "What to run.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data/mnist", "MNIST IDX files.")
-_N = flags.DEFINE_integer("n", 0, "fit, ocsvm: the first n digit-0 training images (0: all).")
+_N = flags.DEFINE_integer("n", 0, "fit, ocsvm: the first n training images (0: all).")
+_CLASS = flags.DEFINE_integer("normal_class", 0, "fit, ocsvm: the normal MNIST digit.")
 _PARAMS = flags.DEFINE_string("params", "{}", "fit, size: the detector's parameters, JSON.")
 _SIZE = flags.DEFINE_integer("size", 28, "size: the images' side.")
 _CHANNELS = flags.DEFINE_integer("channels", 1, "size: 1 or 3.")
@@ -51,8 +52,8 @@ def main(argv: list[str]) -> None:
     from ics_jax import data as data_lib
 
     arrays = data_lib.load_arrays("mnist", _DATA_DIR.value)
-    normal = arrays.x_train[arrays.y_train == 0]
-    labels = (arrays.y_test != 0).astype(int)
+    normal = arrays.x_train[arrays.y_train == _CLASS.value]
+    labels = (arrays.y_test != _CLASS.value).astype(int)
     params = json.loads(_PARAMS.value)
     task, out = _TASK.value, {}
     if task == "fit":
@@ -62,9 +63,8 @@ def main(argv: list[str]) -> None:
         out["fit_s"] = round(time.perf_counter() - start, 1)
         scores = model.decision_function(arrays.x_test)
         ssim = -model.ssim_score(arrays.x_test)
-        reference = model.model_["reference"]
-        combined = evaluate.ics_ssim_scores(scores, ssim, reference["classifier"],
-                                            reference["ssim"])
+        combined = evaluate.ics_ssim_scores(scores, ssim, model.decision_scores_,
+                                            -model.ssim_score(normal))
         out.update(n=len(normal), n_iter=model.n_iter_, ics_auc=evaluate.auc(labels, scores),
                    ssim_auc=evaluate.auc(labels, ssim),
                    ics_ssim_auc=evaluate.auc(labels, combined))
