@@ -3,7 +3,7 @@
     python -m experiments.teacher_table docs/teacher docs/table1/table1.csv
 
 Reads each finished `WORKDIR/<dataset>/<class>/teacher/results.json` (experiments/
-teacher_sweep.sh) and the Table 1 CSV of a sweep (`ssim_mean`, `ics_mean`, `ics_paper`); prints
+class_sweep.sh) and the Table 1 CSV of a sweep (`ssim_mean`, `ics_mean`, `ics_paper`); prints
 one row per class with a teacher result and one mean row per dataset over those classes. AUC %.
 """
 

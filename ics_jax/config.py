@@ -16,7 +16,7 @@ CHOICES = {
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
     "split_by": ("ssim", "teacher"),
-    "teacher_transformations": ("rotate", "rotate_flip"),
+    "teacher_transformations": ("rotate", "rotate_flip", "rotate_mirrored"),
     "lr_schedule": ("constant", "cosine"),
 }
 POSITIVE = ("num_seeds", "num_iterations", "batch_size", "learning_rate", "log_every",
@@ -73,6 +73,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.learning_rate = 3e-4
     # 'constant' (the paper); 'cosine': linear warm-up over warmup_iterations, then cosine decay
     # to 0 at num_iterations, so the last network does not depend on where training stopped.
+    # The teacher's rate follows it: with 'cosine', decayed to 0 over teacher_num_steps.
     c.lr_schedule = "constant"
     c.warmup_iterations = 100
     c.adam_b1 = 0.5

@@ -20,9 +20,11 @@ import optax
 from ics_jax import evaluate, models, xla
 from ics_jax import step as step_lib
 
-# The transformation sets, by name: their size. Transformation `t` flips the image left-right
-# if `t >= 4`, then turns it `t % 4` quarter turns counterclockwise.
-TRANSFORMATIONS = {"rotate": 4, "rotate_flip": 8}
+# The transformation sets, by name: how many the teacher tells apart. Transformation `t` flips
+# the image left-right if `t >= 4`, then turns it `t % 4` quarter turns counterclockwise.
+# 'rotate_mirrored' is the 4 turns of an image and of its mirror, the mirror not a label: in
+# training each image is mirrored or not at random, a score averages the image and its mirror.
+TRANSFORMATIONS = {"rotate": 4, "rotate_flip": 8, "rotate_mirrored": 4}
 
 
 def transform(images: jax.Array, t: int) -> jax.Array:
@@ -66,8 +68,12 @@ def build_teacher(config) -> TeacherNet:
 
 
 def _log_likelihoods(teacher: TeacherNet, variables, images: jax.Array, train: bool):
-    """Returns `(log p [K, B], variables' batch_stats)`: the teacher's log-probability of the
-    transformation applied, for each transformation and image of `images` `[B, ...]`."""
+    """Returns `(log p [K', B], variables' batch_stats)`: the teacher's log-probability of the
+    transformation applied, for each transformation and image of `images` `[B, ...]`; with
+    'rotate_mirrored' and not `train`, of the image's and its mirror's (`K' = 2K`)."""
+    num_images = images.shape[0]
+    if teacher.transformations == "rotate_mirrored" and not train:
+        images = jnp.concatenate([images, jnp.flip(images, axis=2)])
     inputs, labels = transformed(images, teacher.transformations)
     if train:
         logits, state = teacher.apply(variables, inputs, train=True, mutable=["batch_stats"])
@@ -75,17 +81,17 @@ def _log_likelihoods(teacher: TeacherNet, variables, images: jax.Array, train: b
     else:
         logits, batch_stats = teacher.apply(variables, inputs), variables["batch_stats"]
     log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1)[:, 0]
-    return log_p.reshape(-1, images.shape[0]), batch_stats
+    return log_p.reshape(-1, num_images), batch_stats
 
 
 def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
-                  learning_rate: float, teacher: TeacherNet | None = None,
+                  learning_rate: float | optax.Schedule, teacher: TeacherNet | None = None,
                   progress: Callable[[int, float], None] | None = None,
                   progress_every: int = 50) -> tuple[TeacherNet, dict]:
     """Trains `teacher` on `images` `[N, H, W, C]` with Adam: each step draws `batch_size`
-    images with `fold_in(key, step)` and minimises the cross-entropy of the transformation
-    applied, over all of them under every transformation (`K * batch_size` inputs, batch norm
-    over them all). Returns `(teacher, variables)`, `variables` = `{params, batch_stats}`.
+    images with `fold_in(key, step)` (with 'rotate_mirrored', mirrors each or not) and
+    minimises the cross-entropy of the transformation applied, over all of them under every
+    transformation (`K * batch_size` inputs, batch norm over them all). Returns `(teacher, variables)`, `variables` = `{params, batch_stats}`.
     `progress(step, loss)` follows the first step, every `progress_every` steps and the last."""
     check_square(images.shape)
     teacher = teacher or TeacherNet()
@@ -95,6 +101,9 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
 
     def transformation(params, batch_stats, data, key):
         batch = data[jax.random.randint(key, (batch_size,), 0, data.shape[0])]
+        if teacher.transformations == "rotate_mirrored":  # each image mirrored or not
+            mirror = jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, (batch_size,))
+            batch = jnp.where(mirror[:, None, None, None], jnp.flip(batch, axis=2), batch)
         log_p, batch_stats = _log_likelihoods(
             teacher, {"params": params, "batch_stats": batch_stats}, batch, train=True)
         return -jnp.mean(log_p), batch_stats
@@ -109,11 +118,14 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
 
 def fit_teacher(config, images: np.ndarray, key: jax.Array,
                 progress: Callable[[int, float], None] | None = None) -> tuple[TeacherNet, dict]:
-    """Returns `train_teacher`'s `(teacher, variables)` for `config`: its `teacher_*` keys and
-    `batch_size` normal images a step."""
+    """Returns `train_teacher`'s `(teacher, variables)` for `config`: its `teacher_*` keys,
+    `batch_size` normal images a step and, with `lr_schedule='cosine'`, the rate decayed to 0
+    over the steps (no warm-up: the constant rate needs none)."""
+    learning_rate = config.teacher_learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = optax.cosine_decay_schedule(learning_rate, config.teacher_num_steps)
     return train_teacher(images, key, num_steps=config.teacher_num_steps,
-                         batch_size=config.batch_size,
-                         learning_rate=config.teacher_learning_rate,
+                         batch_size=config.batch_size, learning_rate=learning_rate,
                          teacher=build_teacher(config), progress=progress)
 
 
