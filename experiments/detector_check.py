@@ -62,9 +62,9 @@ def main(argv: list[str]) -> None:
         model = ics_jax.ICS(**params).fit(normal)
         out["fit_s"] = round(time.perf_counter() - start, 1)
         scores = model.decision_function(arrays.x_test)
-        ssim = -model.ssim_score(arrays.x_test)
-        combined = evaluate.ics_ssim_scores(scores, ssim, model.decision_scores_,
-                                            -model.ssim_score(normal))
+        ssim = -model.split_score(arrays.x_test)
+        combined = evaluate.ics_split_scores(scores, ssim, model.decision_scores_,
+                                            -model.split_score(normal))
         out.update(n=len(normal), n_iter=model.n_iter_, ics_auc=evaluate.auc(labels, scores),
                    ssim_auc=evaluate.auc(labels, ssim),
                    ics_ssim_auc=evaluate.auc(labels, combined))

@@ -54,7 +54,7 @@ def _column_means(found: dict, layout: Layout, dataset: str, method: str):
 
 # Variants of ICS that its cells report beside their per-seed AUC (results.json keys): the
 # seeds' mean score as one detector; ICS + SSIM, its rank average with the split's SSIM score,
-# ranks among the training images (`ICS(combine_ssim=True)`); and, in cells run before that
+# ranks among the training images (`ICS(combine_split=True)`); and, in cells run before that
 # variant existed, the same average with ranks among the test images.
 VARIANTS = {"ensemble_auc": "ICS, seed ensemble", "ics_ssim_auc": "ICS + SSIM",
             "ssim_rank_average_auc": "ICS + SSIM, test-set ranks"}

@@ -28,7 +28,10 @@ from ics_jax import teacher as teacher_lib
 # The split autoencoder's keys, shared by ICS and AutoencoderSSIM.
 _AE_KEYS = ("split_seed", "batch_size", "ae_num_steps", "ae_learning_rate", "ae_conv_features",
             "ae_global_bottleneck", "ae_negative_slope", "ae_loss", "ssim_max_val")
-# Their code size: MNIST's (a dataset's is a config matter; docs/results.md); half the
+# The transformation teacher's keys, shared by ICS (split_by='teacher') and Teacher.
+_TEACHER_KEYS = ("teacher_num_steps", "teacher_learning_rate", "teacher_transformations",
+                 "teacher_conv_features", "teacher_dense_features")
+# The autoencoder's code size: MNIST's (a dataset's is a config matter; docs/results.md); half the
 # experiments' steps, for time (docs/estimator.md).
 _AE_DEFAULTS = {"ae_latent_channels": config_lib.AE_LATENT_CHANNELS["mnist"],
                 "ae_num_steps": 300}
@@ -41,11 +44,12 @@ def config_defaults(*keys: str) -> dict:
 
 
 class ICS(detector.Detector):
-    """Deep one-class classification by intra-class splitting: the split autoencoder's SSIM
-    splits the normal images into typical and the `rho` least typical, and `num_seeds`
-    classifiers are trained on the split. `decision_function` is their mean anomaly logit;
-    with `combine_ssim=True`, ICS + SSIM: the mean of an image's rank by that logit and by
-    its SSIM anomaly score, each among the training images' (`evaluate.ics_ssim_scores`).
+    """Deep one-class classification by intra-class splitting: a score splits the normal images
+    into typical and the `rho` least typical (`split_by`: the split autoencoder's SSIM, the
+    paper's, or the transformation teacher's score), and `num_seeds` classifiers are trained on
+    the split. `decision_function` is their mean anomaly logit; with `combine_split=True`, ICS +
+    the split's score: the mean of an image's rank by that logit and by the anomaly score the
+    split was cut by, each among the training images' (`evaluate.ics_split_scores`).
 
     Training length: `num_iterations`, at most `max_epochs` passes of the binary phase's
     batches over the N images (`ceil(max_epochs * N / batch_size)`; None: no cap); `n_iter_`
@@ -58,13 +62,16 @@ class ICS(detector.Detector):
         **config_defaults(
             "rho", "seed", "backbone", "conv_features", "dense_features", "latent_dim",
             "batch_norm", "dropout", "distance", "schedule", "dispersion_weight", "augment",
-            "validation_fraction", "learning_rate", "adam_b1", "weight_decay", *_AE_KEYS),
+            "validation_fraction", "learning_rate", "lr_schedule", "warmup_iterations",
+            "adam_b1", "weight_decay", "split_by", *_AE_KEYS, *_TEACHER_KEYS),
         **_AE_DEFAULTS, "num_seeds": 1, "num_iterations": 300, "max_epochs": 100,
-        "log_every": 50, "combine_ssim": False}
-    META = ("n_iter_", "stopped_at_", "combine_ssim_")
+        "log_every": 50, "combine_split": False}
+    META = ("n_iter_", "stopped_at_", "combine_split_")
 
     def _check_fit(self, x, config):
         super()._check_fit(x, config)
+        if config.split_by == "teacher":
+            _check_square(x)
         atypical = int(round(config.rho * x.shape[0]))
         if not 2 <= atypical <= x.shape[0] - 2:
             raise data_lib.DataError(
@@ -82,11 +89,14 @@ class ICS(detector.Detector):
         if self.max_epochs is not None:
             config.num_iterations = min(config.num_iterations, max(1, math.ceil(
                 self.max_epochs * x.shape[0] / config.batch_size)))
-        self.n_iter_, self.combine_ssim_ = config.num_iterations, self.combine_ssim
+        self.n_iter_, self.combine_split_ = config.num_iterations, self.combine_split
         key = split_lib.split_key(config)
-        split, (_, ae_params) = split_lib.compute_split(
+        network, num_steps = (("teacher", config.teacher_num_steps)
+                              if config.split_by == "teacher" else
+                              ("autoencoder", config.ae_num_steps))
+        split, (_, split_variables) = split_lib.compute_split(
             config, x, key, progress=lambda t, loss: progress(
-                f"split autoencoder step {t}/{config.ae_num_steps}  loss {loss:.4f}"))
+                f"split {network} step {t}/{num_steps}  loss {loss:.4f}"))
         progress(f"split: {split.atypical.size} atypical, {split.typical.size} typical")
         classifier = trainer.make_trainer(config)
         training_split, stop = trainer.stop_rule(classifier, config, x, split, key)
@@ -100,25 +110,30 @@ class ICS(detector.Detector):
                                       x.shape[1:], stop=stop, on_report=report)
         self.stopped_at_ = None if stop is None else stop.summary()["stopped_at"]
         model = {"classifier": {"params": states.params, "batch_stats": states.batch_stats},
-                 "autoencoder": ae_params}
-        if self.combine_ssim:  # ranks among the training images' scores
+                 network: split_variables}
+        if self.combine_split:  # ranks among the training images' scores
             model["reference"] = {"classifier": _classifier_scores(config, model, x),
-                                  "ssim": -np.asarray(split.scores, np.float64)}
+                                  "split": -np.asarray(split.scores, np.float64)}
         return model
 
     def _scores(self, x):
         classifier = _classifier_scores(self.config_, self.model_, x)
-        if not self.combine_ssim_:
+        if not self.combine_split_:
             return classifier
         reference = self.model_["reference"]
-        ssim = -_ssim(self.config_, self.model_["autoencoder"], x)
-        return evaluate.ics_ssim_scores(classifier, ssim, reference["classifier"],
-                                        reference["ssim"])
+        return evaluate.ics_split_scores(classifier, -self._typicality(x),
+                                         reference["classifier"], reference["split"])
 
-    def ssim_score(self, images) -> np.ndarray:
-        """Returns `[M]` the split autoencoder's SSIM of each image against its reconstruction
-        (higher = more typical): the score the split was cut by."""
-        x = self._inputs(images)
+    def split_score(self, images) -> np.ndarray:
+        """Returns `[M]` the score the split was cut by, higher = more typical: the split
+        autoencoder's SSIM of each image against its reconstruction, or minus the teacher's
+        anomaly score."""
+        return self._typicality(self._inputs(images))
+
+    def _typicality(self, x):
+        if self.config_.split_by == "teacher":
+            return -teacher_lib.teacher_scores(teacher_lib.build_teacher(self.config_),
+                                               self.model_["teacher"], x)
         return _ssim(self.config_, self.model_["autoencoder"], x)
 
 
@@ -176,16 +191,11 @@ class Teacher(detector.Detector):
     right one). Square images; seed `s` trains as `method='teacher'` does with seed `s`."""
 
     method = "teacher"
-    PARAMS = config_defaults("seed", "batch_size", "teacher_num_steps", "teacher_learning_rate",
-                             "teacher_transformations", "teacher_conv_features",
-                             "teacher_dense_features")
+    PARAMS = config_defaults("seed", "batch_size", "lr_schedule", *_TEACHER_KEYS)
 
     def _check_fit(self, x, config):
         super()._check_fit(x, config)
-        try:
-            teacher_lib.check_square(x.shape)
-        except ValueError as e:
-            raise data_lib.DataError(f"{e}; crop or resize them first") from None
+        _check_square(x)
 
     def _train(self, x, config, progress):
         _, variables = teacher_lib.fit_teacher(
@@ -204,6 +214,13 @@ def _classifier_scores(config, model: dict, x: np.ndarray) -> np.ndarray:
     states = step.TrainState(params=classifier["params"],
                              batch_stats=classifier.get("batch_stats", {}), opt_states=())
     return np.mean(trainer.test_scores(trainer.make_trainer(config), states, x), axis=0)
+
+
+def _check_square(x: np.ndarray) -> None:
+    try:
+        teacher_lib.check_square(x.shape)
+    except ValueError as e:
+        raise data_lib.DataError(f"{e}; crop or resize them first") from None
 
 
 def _ssim(config, params, x: np.ndarray) -> np.ndarray:

@@ -123,9 +123,10 @@ class TestCurve:
                 "inflation_mean": float(np.mean(selected) - np.mean(final))}
 
 
-def ics_ssim_scores(classifier: np.ndarray, ssim: np.ndarray, classifier_train: np.ndarray,
-                    ssim_train: np.ndarray) -> np.ndarray:
-    """Returns `[M]` scores of ICS + SSIM: the mean of an image's rank by the classifier's
-    anomaly score `classifier` `[M]` among the normal training images' `classifier_train`
-    `[N]`, and by its SSIM anomaly score `ssim` `[M]` (minus SSIM) among theirs, `ssim_train`."""
-    return rank_average(classifier, ssim, references=[classifier_train, ssim_train])
+def ics_split_scores(classifier: np.ndarray, split: np.ndarray, classifier_train: np.ndarray,
+                     split_train: np.ndarray) -> np.ndarray:
+    """Returns `[M]` scores of ICS + its split's score: the mean of an image's rank by the
+    classifier's anomaly score `classifier` `[M]` among the normal training images'
+    `classifier_train` `[N]`, and by the anomaly score the split was cut by, `split` `[M]`
+    (minus SSIM, or the teacher's score), among theirs, `split_train`."""
+    return rank_average(classifier, split, references=[classifier_train, split_train])

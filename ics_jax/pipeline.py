@@ -164,7 +164,7 @@ class _Reports:
         if split is not None and split.test_scores is not None:  # the named variant ICS + SSIM
             ssim = baselines.ssim_anomaly_scores(split)
             train_scores = trainer_lib.test_scores(self.trainer, states, data.x_train)
-            extra["ics_ssim_auc"] = evaluate.auc(data.y_test, evaluate.ics_ssim_scores(
+            extra["ics_ssim_auc"] = evaluate.auc(data.y_test, evaluate.ics_split_scores(
                 ensemble, ssim, np.mean(train_scores, axis=0), -split.scores))
             # The same average with ranks among the test images, as earlier tables report it.
             extra["ssim_rank_average_auc"] = evaluate.auc(data.y_test,

@@ -91,8 +91,9 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
     """Trains `teacher` on `images` `[N, H, W, C]` with Adam: each step draws `batch_size`
     images with `fold_in(key, step)` (with 'rotate_mirrored', mirrors each or not) and
     minimises the cross-entropy of the transformation applied, over all of them under every
-    transformation (`K * batch_size` inputs, batch norm over them all). Returns `(teacher, variables)`, `variables` = `{params, batch_stats}`.
-    `progress(step, loss)` follows the first step, every `progress_every` steps and the last."""
+    transformation (`K * batch_size` inputs, batch norm over them all). Returns `(teacher,
+    variables)`, `variables` = `{params, batch_stats}`. `progress(step, loss)` follows the
+    first step, every `progress_every` steps and the last."""
     check_square(images.shape)
     teacher = teacher or TeacherNet()
     init_key, batch_key = jax.random.split(key)

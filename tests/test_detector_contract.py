@@ -177,7 +177,7 @@ def test_unfitted_detectors_refuse_to_score_or_save(tmp_path):
         with pytest.raises(NotFittedError):
             model.save(str(tmp_path / "model"))
     with pytest.raises(NotFittedError):
-        ics_jax.ICS().ssim_score(TEST)
+        ics_jax.ICS().split_score(TEST)
 
 
 def test_save_to_a_file_raises_before_writing(fitted, tmp_path):

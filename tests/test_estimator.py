@@ -45,16 +45,16 @@ def test_anomalies_rank_higher_and_predict_flags_the_contamination(fitted):
     flagged = model.predict(_images("normal", 96, 0)).mean()
     assert flagged == pytest.approx(model.contamination, abs=0.03)  # 0.1 by default
     assert set(np.unique(model.predict(test))) <= {0, 1}
-    ssim = model.ssim_score(test)  # the split's own score: normal images reconstruct better
+    ssim = model.split_score(test)  # the split's own score: normal images reconstruct better
     assert evaluate.auc(labels, -ssim) > 0.8
 
 
 def test_ics_plus_ssim_averages_each_scores_share_of_training_images_below(fitted, tmp_path):
     model, test, labels = fitted
     train = _images("normal", 96, 0)
-    classifier_train, ssim_train = model.decision_function(train), -model.ssim_score(train)
-    classifier, ssim = model.decision_function(test), -model.ssim_score(test)
-    combined = ics_jax.ICS(combine_ssim=True, **SETTINGS).fit(train)
+    classifier_train, ssim_train = model.decision_function(train), -model.split_score(train)
+    classifier, ssim = model.decision_function(test), -model.split_score(test)
+    combined = ics_jax.ICS(combine_split=True, **SETTINGS).fit(train)
     share = lambda s, r: ((r[None] < s[:, None]).mean(1)  # noqa: E731
                           + 0.5 * (r[None] == s[:, None]).mean(1))
     expected = (share(classifier, classifier_train) + share(ssim, ssim_train)) / 2
@@ -62,7 +62,7 @@ def test_ics_plus_ssim_averages_each_scores_share_of_training_images_below(fitte
     np.testing.assert_array_equal(combined.decision_function(test[:1]), expected[:1])
     combined.save(str(tmp_path / "model"))
     loaded = ics_jax.ICS.load(str(tmp_path / "model"))
-    assert loaded.combine_ssim
+    assert loaded.combine_split
     np.testing.assert_array_equal(loaded.decision_function(test), expected)
 
 
@@ -75,7 +75,7 @@ def test_ics_plus_ssim_scores_as_the_experiments_variant(fitted, tmp_path):
     config = ics_jax.default_config()
     config.update(SETTINGS)
     results = pipeline.run_experiment(config, str(tmp_path), data=data)
-    model = ics_jax.ICS(combine_ssim=True, **SETTINGS).fit(train)
+    model = ics_jax.ICS(combine_split=True, **SETTINGS).fit(train)
     assert evaluate.auc(labels, model.decision_function(test)) == results["ics_ssim_auc"]
 
 
@@ -104,7 +104,7 @@ def test_save_then_load_gives_bit_identical_scores(fitted, tmp_path):
     model.save(str(tmp_path / "model"))
     loaded = ics_jax.ICS.load(str(tmp_path / "model"))
     np.testing.assert_array_equal(loaded.decision_function(test), model.decision_function(test))
-    np.testing.assert_array_equal(loaded.ssim_score(test), model.ssim_score(test))
+    np.testing.assert_array_equal(loaded.split_score(test), model.split_score(test))
     np.testing.assert_array_equal(loaded.decision_scores_, model.decision_scores_)
     assert loaded.threshold_ == model.threshold_ and loaded.config_ == model.config_
 
@@ -180,3 +180,26 @@ def test_the_baseline_detectors_have_the_same_form(cls, tmp_path):
     model.save(str(tmp_path / "model"))
     np.testing.assert_array_equal(cls.load(str(tmp_path / "model")).decision_function(test),
                                   scores)
+
+
+def test_ics_on_the_teacher_split_scores_as_the_experiment_and_round_trips(tmp_path):
+    train, test = _images("normal", 96, 0), np.concatenate([_images("normal", 20, 1),
+                                                             _images("anomaly", 20, 2)])
+    labels = np.repeat([0, 1], 20)
+    settings = {**SETTINGS, "split_by": "teacher", "teacher_num_steps": 5,
+                "teacher_conv_features": (4,) * 5, "teacher_dense_features": 8}
+    data = data_lib.OneClassData(x_train=data_lib.to_unit_images(train),
+                                 x_test=data_lib.to_unit_images(test), y_test=labels,
+                                 test_classes=labels)
+    config = ics_jax.default_config()
+    config.update(settings)
+    results = pipeline.run_experiment(config, str(tmp_path / "run"), data=data)
+    model = ics_jax.ICS(combine_split=True, **settings).fit(train)
+    scores = model.decision_function(test)
+    assert evaluate.auc(labels, scores) == results["ics_ssim_auc"]  # ICS + the teacher
+    assert evaluate.auc(labels, -model.split_score(test)) == results["ssim_auc"]
+    model.save(str(tmp_path / "model"))
+    loaded = ics_jax.ICS.load(str(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.decision_function(test), scores)
+    with pytest.raises(data_lib.DataError, match="square"):
+        ics_jax.ICS(**settings).fit(np.zeros((96, 28, 24), np.uint8))
