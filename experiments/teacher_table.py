@@ -1,10 +1,12 @@
-"""The transformation teacher beside the split and ICS, per class and per dataset, as markdown.
+"""The teacher's table: per class, the transformation teacher and ICS on its split beside the
+SSIM split, NNwICS and ICS of a Table 1 sweep and the paper's ICS, as markdown. AUC %.
 
-    python -m experiments.teacher_table docs/teacher docs/table1/table1.csv
+    python -m experiments.teacher_table docs/teacher_table docs/table1/table1.csv
 
-Reads each finished `WORKDIR/<dataset>/<class>/teacher/results.json` (experiments/
-class_sweep.sh) and the Table 1 CSV of a sweep (`ssim_mean`, `ics_mean`, `ics_paper`); prints
-one row per class with a teacher result and one mean row per dataset over those classes. AUC %.
+Reads the finished cells `WORKDIR/<dataset>/<class>/{teacher,ics_teacher}/results.json`
+(experiments/class_sweep.sh) and the Table 1 CSV (`ssim_mean`, `nn_w_ics_mean`, `ics_mean`,
+`ics_paper`); prints a row per class with a finished cell, then mean rows per dataset over the
+development classes and over all of its classes, and the wall time per cell of each column.
 """
 
 import csv
@@ -12,54 +14,75 @@ import json
 import pathlib
 import sys
 
+import numpy as np
+
 from experiments import paper
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DEVELOPMENT = {"mnist": (2, 5, 8), "fashion_mnist": (0, 2, 8), "cifar10": (3, 5, 9)}
-COLUMNS = ("teacher", "ssim_mean", "ics_mean", "ics_paper")
+# (column, where it comes from: a Table 1 CSV column, or (cell, results.json key)).
+COLUMNS = (("SSIM (the split)", "ssim_mean"), ("teacher", ("teacher", "auc_mean")),
+           ("NNwICS", "nn_w_ics_mean"), ("ICS, SSIM split", "ics_mean"),
+           ("ICS, teacher split", ("ics_teacher", "auc_mean")),
+           ("ICS + teacher", ("ics_teacher", "ics_ssim_auc")), ("ICS, the paper", "ics_paper"))
 
 
-def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> list[dict]:
-    """Returns one dict per class with a finished teacher cell: dataset, class, the `COLUMNS`."""
+def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> tuple[list[dict], dict]:
+    """Returns (one dict per class with a finished cell: dataset, class, a value per column,
+    None where missing; `{cell: [wall seconds per finished cell]}`)."""
     with open(table_csv) as f:
         table = {(r["dataset"], r["normal_class"]): r for r in csv.DictReader(f)}
-    found = []
+    found, seconds = [], {}
     for dataset in DATASETS:
         for normal_class in range(10):
-            path = workdir / dataset / str(normal_class) / "teacher" / "results.json"
-            if not path.exists():
+            cells = {}
+            for cell in {c[0] for _, c in COLUMNS if isinstance(c, tuple)}:
+                path = workdir / dataset / str(normal_class) / cell / "results.json"
+                if path.exists():
+                    with open(path) as f:
+                        cells[cell] = json.load(f)
+                    seconds.setdefault(cell, []).append(cells[cell]["timing"]["total"])
+            if not cells:
                 continue
-            with open(path) as f:
-                results = json.load(f)
-            row = table.get((dataset, str(normal_class)), {})
-            found.append({"dataset": dataset, "class": normal_class,
-                          "teacher": 100 * results["auc_mean"],
-                          **{k: float(row[k]) if row.get(k) else None for k in COLUMNS[1:]}})
-    return found
+            row = {"dataset": dataset, "class": normal_class}
+            for name, source in COLUMNS:
+                if isinstance(source, tuple):
+                    value = cells.get(source[0], {}).get(source[1])
+                    row[name] = None if value is None else 100 * value
+                else:
+                    value = table.get((dataset, str(normal_class)), {}).get(source)
+                    row[name] = float(value) if value else None
+            found.append(row)
+    return found, seconds
 
 
-def markdown(found: list[dict]) -> str:
-    """Returns the per-class rows, then a mean row per dataset and class group."""
-    lines = ["| class | teacher | SSIM (the split) | ICS | ICS, the paper |",
-             "| --- | --- | --- | --- | --- |"]
+def markdown(found: list[dict], seconds: dict) -> str:
+    """Returns the per-class rows, a mean row per dataset and class group, the times."""
+    names = [name for name, _ in COLUMNS]
+    lines = ["| class | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for r in found:
-        name = f"{r['dataset']} {r['class']} ({paper.class_name(r['dataset'], r['class'])})"
-        lines.append(f"| {name} | " + " | ".join(_cell(r[k]) for k in COLUMNS) + " |")
+        label = f"{r['dataset']} {r['class']} ({paper.class_name(r['dataset'], r['class'])})"
+        lines.append(f"| {label} | " + " | ".join(_cell(r[k]) for k in names) + " |")
     for dataset in DATASETS:
         mine = [r for r in found if r["dataset"] == dataset]
         for label, group in (("development", [r for r in mine
                                               if r["class"] in DEVELOPMENT[dataset]]),
                              (f"all {len(mine)}", mine)):
             if group:
-                means = [_mean([r[k] for r in group]) for k in COLUMNS]
-                lines.append(f"| **{dataset}, {label}** | "
-                             + " | ".join(f"**{_cell(m)}**" for m in means) + " |")
+                means = [_cell(_mean([r[k] for r in group])) for k in names]
+                lines.append(f"| **{dataset}, {label}** | " + " | ".join(
+                    f"**{m}**" if m else "" for m in means) + " |")
+    lines.append("")
+    for cell, s in sorted(seconds.items()):
+        lines.append(f"- `{cell}`: {len(s)} cells, {min(s):.0f}-{max(s):.0f} s a cell "
+                     f"(median {np.median(s):.0f} s)")
     return "\n".join(lines)
 
 
 def _mean(values):
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    """Returns the mean of the values present, or None (also where some are missing: a mean
+    over fewer classes than its row says would mislead)."""
+    return None if not values or None in values else sum(values) / len(values)
 
 
 def _cell(value) -> str:
@@ -67,4 +90,4 @@ def _cell(value) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(rows(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))))
+    print(markdown(*rows(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))))

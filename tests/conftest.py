@@ -38,6 +38,9 @@ TINY = {
     "latent_dim": 4,
     "ae_conv_features": (4, 4, 4, 4, 4),
     "ae_latent_channels": 4,
+    "teacher_num_steps": 3,
+    "teacher_conv_features": (4, 4, 4, 4, 4),
+    "teacher_dense_features": 8,
 }
 
 

@@ -186,8 +186,7 @@ def test_ics_on_the_teacher_split_scores_as_the_experiment_and_round_trips(tmp_p
     train, test = _images("normal", 96, 0), np.concatenate([_images("normal", 20, 1),
                                                              _images("anomaly", 20, 2)])
     labels = np.repeat([0, 1], 20)
-    settings = {**SETTINGS, "split_by": "teacher", "teacher_num_steps": 5,
-                "teacher_conv_features": (4,) * 5, "teacher_dense_features": 8}
+    settings = {**SETTINGS, "split_by": "teacher", "teacher_num_steps": 5}
     data = data_lib.OneClassData(x_train=data_lib.to_unit_images(train),
                                  x_test=data_lib.to_unit_images(test), y_test=labels,
                                  test_classes=labels)

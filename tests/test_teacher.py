@@ -14,9 +14,6 @@ from ics_jax import data as data_lib
 from ics_jax import split as split_lib
 from ics_jax import workdir as workdir_lib
 
-# TINY's conventions for the teacher: a few channels wide, a few steps.
-TINY_TEACHER = {"teacher_num_steps": 3, "teacher_conv_features": (4,) * 5,
-                "teacher_dense_features": 8}
 NET = teacher.TeacherNet(conv_features=(4,) * 5, dense_features=16)
 
 
@@ -44,7 +41,7 @@ def _data(seed: int = 0) -> data_lib.OneClassData:
 
 
 def _config(**values):
-    config = apply_tiny(default_config(), {**TINY, **TINY_TEACHER})
+    config = apply_tiny(default_config(), TINY)
     return apply_tiny(config, values)
 
 

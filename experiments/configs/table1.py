@@ -3,17 +3,19 @@
     python -m experiments.sweep --config table1.py --workdir runs/table1 \\
         --config.data_root=../shared/data
 
-Defaults follow the paper (5 seeds, 10000 iterations): hours on an accelerator. `table1.py:cpu`
-is one seed and 50 iterations, minutes per class on a 2-core CPU (docs/results.md); narrow with
-`--config.datasets=mnist --config.normal_classes=0,1 --config.methods=ics,ocsvm`.
+The paper's configuration (`common.paper`: the SSIM split, a constant rate), 5 seeds and 10000
+iterations: hours on an accelerator. `table1.py:cpu` is one seed and 50 iterations, minutes
+per class on a 2-core CPU (docs/results.md); narrow with `--config.datasets=mnist
+--config.normal_classes=0,1 --config.methods=ics,ocsvm`.
 """
 
 from experiments import cells
+from experiments.configs import common
 from ics_jax.config import ConfigError, default_config
 
 
 def get_config(arg: str | None = None):
-    config = cells.sweep_config(default_config())
+    config = cells.sweep_config(common.paper(default_config()))
     if arg == "cpu":
         cpu_budget(config)
     elif arg is not None:
