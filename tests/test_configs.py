@@ -1,0 +1,26 @@
+"""The experiments' named configs: each dataset's default, `quick` and `paper`."""
+
+import pytest
+
+from experiments.configs import cifar10, fashion_mnist, mnist, table1
+from ics_jax.config import ConfigError
+
+
+@pytest.mark.parametrize("module", [mnist, fashion_mnist, cifar10])
+def test_paper_is_the_papers_method_and_quick_is_the_default_cut_short(module):
+    default, quick, paper = (module.get_config(arg) for arg in (None, "quick", "paper"))
+    assert (paper.split_by, paper.lr_schedule) == ("ssim", "constant")
+    assert (quick.num_seeds, quick.num_iterations) == (1, 300)
+    for key in ("split_by", "lr_schedule", "teacher_transformations", "rho", "dataset"):
+        assert quick[key] == default[key]
+    assert paper.num_iterations == default.num_iterations  # the paper's budget, 10,000
+
+
+def test_table1_reproduces_the_paper_whatever_the_default():
+    config = table1.get_config()
+    assert (config.split_by, config.lr_schedule) == ("ssim", "constant")
+
+
+def test_an_unknown_config_argument_names_the_known_ones():
+    with pytest.raises(ConfigError, match="'quick' or 'paper'"):
+        mnist.get_config("papers")
