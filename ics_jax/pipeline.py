@@ -1,9 +1,11 @@
 """One experiment end to end: `run_experiment(config, workdir)`.
 
 In `workdir` it leaves `config.json`, `split.npz`, `checkpoints/`, TensorBoard scalars
-(`tensorboard/`), `typical_atypical.png` and `results.json` (written last). Run again in the
-same workdir, an unfinished run resumes from its newest checkpoint (asked for more iterations, a
-finished one goes on too), and a finished one returns its results without touching a file.
+(`tensorboard/`), `typical_atypical.png`, `test_scores.npz` (`scores` `[S, M]`, each seed's
+anomaly scores of the test images, and their `labels` `[M]`) and `results.json` (written
+last). Run again in the same workdir, an unfinished run resumes from its newest checkpoint
+(asked for more iterations, a finished one goes on too), and a finished one returns its results
+without touching a file.
 """
 
 import os
@@ -75,6 +77,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
         scores = baselines.method_scores(config, data, split, seed_ids)
     t_train = time.time() - t0  # training or fitting, and scoring the test set
     aucs = [evaluate.auc(data.y_test, s) for s in scores]
+    if primary:  # for detectors combined after the fact; the labels too, to score them
+        outputs.write_npz(os.path.join(workdir, "test_scores.npz"), scores=np.asarray(
+            scores, np.float32), labels=data.y_test)
 
     results = {
         "dataset": config.dataset, "normal_class": config.normal_class, "method": config.method,
@@ -92,6 +97,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                        ssim_auc=(None if split.test_scores is None else
                                  evaluate.auc(data.y_test,
                                               baselines.ssim_anomaly_scores(split))))
+    if len(scores) > 1:  # the seeds' mean score as one detector
+        extra["ensemble_auc"] = evaluate.auc(data.y_test, np.mean(scores, axis=0))
     results.update(extra)
     if primary:
         outputs.write_json(os.path.join(workdir, "results.json"), results)
@@ -159,8 +166,6 @@ class _Reports:
         """Returns the results entries a trained network adds, and closes TensorBoard."""
         data, extra = self.data, {"placement": trainer_lib.seeds.placement()}
         ensemble = np.mean(scores, axis=0)  # the seeds' mean logit as one detector
-        if len(scores) > 1:
-            extra["ensemble_auc"] = evaluate.auc(data.y_test, ensemble)
         if split is not None and split.test_scores is not None:  # the named variant ICS + SSIM
             ssim = baselines.ssim_anomaly_scores(split)
             train_scores = trainer_lib.test_scores(self.trainer, states, data.x_train)

@@ -9,7 +9,7 @@ import pytest
 from conftest import apply_tiny
 
 from ics_jax import data as data_lib
-from ics_jax import default_config, outputs, pipeline, trainer
+from ics_jax import default_config, evaluate, outputs, pipeline, trainer
 from ics_jax import workdir as workdir_lib
 
 
@@ -52,6 +52,10 @@ def test_seed_s_of_a_run_computes_what_a_one_seed_run_of_seed_s_computes(tmp_pat
     assert both["seeds"] == [0, 1] and alone["seeds"] == [1]
     assert alone["auc"] == both["auc"][1:]
     assert alone["ssim_auc"] == both["ssim_auc"]  # one split for every seed: split_seed's
+    saved = np.load(tmp_path / "a" / "test_scores.npz")
+    assert saved["scores"].shape == (2, data.y_test.size)
+    assert [evaluate.auc(saved["labels"], s) for s in saved["scores"]] == both["auc"]
+    assert evaluate.auc(data.y_test, saved["scores"].mean(0)) == both["ensemble_auc"]
     with open(tmp_path / "b" / "config.json") as f:
         assert json.load(f)["split_seed"] == 0
 
