@@ -71,7 +71,7 @@ class ICS(detector.Detector):
     def _check_fit(self, x, config):
         super()._check_fit(x, config)
         if config.split_by == "teacher":
-            _check_square(x)
+            _check_square(x, "or split by the autoencoder's SSIM (split_by='ssim')")
         atypical = int(round(config.rho * x.shape[0]))
         if not 2 <= atypical <= x.shape[0] - 2:
             raise data_lib.DataError(
@@ -216,11 +216,12 @@ def _classifier_scores(config, model: dict, x: np.ndarray) -> np.ndarray:
     return np.mean(trainer.test_scores(trainer.make_trainer(config), states, x), axis=0)
 
 
-def _check_square(x: np.ndarray) -> None:
+def _check_square(x: np.ndarray, alternative: str = "") -> None:
     try:
         teacher_lib.check_square(x.shape)
     except ValueError as e:
-        raise data_lib.DataError(f"{e}; crop or resize them first") from None
+        raise data_lib.DataError(f"{e}; crop or resize them first {alternative}".rstrip()) \
+            from None
 
 
 def _ssim(config, params, x: np.ndarray) -> np.ndarray:

@@ -46,11 +46,13 @@ def make_optimizer(learning_rate: float, b1: float = 0.9, weight_decay: float = 
                    warmup_iterations: int = 0) -> optax.GradientTransformation:
     """Adam, with the paper's L2 term on the convolution kernels; the paper does not give its
     optimizer, the authors' code uses Adam(3e-4, b1=0.5). `schedule='cosine'` warms the rate up
-    linearly from 0 over `warmup_iterations` and decays it to 0 at `num_iterations` (each phase
-    steps once an iteration, so its optimizer's count is the iteration)."""
+    linearly from 0 over `warmup_iterations`, at most a tenth of `num_iterations`, and decays it
+    to 0 at `num_iterations` (each phase steps once an iteration, so its optimizer's count is
+    the iteration)."""
     if schedule == "cosine":
         learning_rate = optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, warmup_iterations, num_iterations, end_value=0.0)
+            0.0, learning_rate, min(warmup_iterations, num_iterations // 10), num_iterations,
+            end_value=0.0)
     return step_lib.with_weight_decay(optax.adam(learning_rate, b1=b1), weight_decay)
 
 

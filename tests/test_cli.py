@@ -122,12 +122,12 @@ def test_run_writes_results_config_split_checkpoints_metrics_and_figure(cli_run)
     reports = _iteration_lines(cli_run["stdout"])
     assert [line.split()[1] for line in reports] == ["1/4", "2/4", "4/4"]
     split_lines = [line for line in cli_run["stdout"].splitlines()
-                   if line.startswith("split autoencoder: step")]
-    assert split_lines and split_lines[-1].split()[3] == f"{TINY['ae_num_steps']}/" \
-        f"{TINY['ae_num_steps']}"
+                   if line.startswith("split teacher: step")]  # the default split's network
+    assert split_lines and split_lines[-1].split()[3] == f"{TINY['teacher_num_steps']}/" \
+        f"{TINY['teacher_num_steps']}"
     last = cli_run["stdout"].splitlines()[-1]  # the summary shows the variants' AUCs too
-    assert f"ICS + SSIM {results['ics_ssim_auc']:.4f}" in last
-    assert f"the split's SSIM {results['ssim_auc']:.4f}" in last
+    assert f"ICS + teacher {results['ics_ssim_auc']:.4f}" in last
+    assert f"the split's teacher score {results['ssim_auc']:.4f}" in last
 
 
 # Bad input: exit code 2 and one `error:` line, no traceback, nothing written --------------

@@ -34,11 +34,14 @@ def _config(**overrides):
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     data = _synthetic()
-    straight = pipeline.run_experiment(_config(num_iterations=4), str(tmp_path / "a"), data=data)
-    pipeline.run_experiment(_config(num_iterations=2), str(tmp_path / "b"), data=data)
+    # A constant rate: a run asked for more iterations goes on (a cosine run's length is fixed).
+    straight = pipeline.run_experiment(_config(num_iterations=4, lr_schedule="constant"),
+                                       str(tmp_path / "a"), data=data)
+    pipeline.run_experiment(_config(num_iterations=2, lr_schedule="constant"),
+                            str(tmp_path / "b"), data=data)
     reports = []
-    resumed = pipeline.run_experiment(_config(num_iterations=4), str(tmp_path / "b"), data=data,
-                                      progress=reports.append)
+    resumed = pipeline.run_experiment(_config(num_iterations=4, lr_schedule="constant"),
+                                      str(tmp_path / "b"), data=data, progress=reports.append)
     assert [r["iteration"] for r in reports] == [4]  # iterations 1-2 came from the checkpoint
     assert resumed["auc"] == straight["auc"]
     assert 0.0 <= straight["ssim_auc"] <= 1.0  # the SSIM baseline, from the split's test scores

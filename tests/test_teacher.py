@@ -194,8 +194,9 @@ def test_the_teachers_keys_count_only_where_a_teacher_trains(tmp_path):
         (tmp_path / "config.json").write_text(json.dumps(
             {k: v for k, v in kept.items() if not k.startswith(drop)}))
 
-    keep(_config(), drop=("split_by", "teacher_"))  # a run kept from before the teacher
-    workdir_lib.check_same_run(str(tmp_path), _config(teacher_num_steps=9))  # an SSIM split
+    keep(_config(split_by="ssim"), drop=("split_by", "teacher_"))  # kept from before the teacher
+    workdir_lib.check_same_run(str(tmp_path), _config(split_by="ssim",  # an SSIM split
+                                                      teacher_num_steps=9))
     with pytest.raises(config_lib.ConfigError, match="split_by"):
         workdir_lib.check_same_run(str(tmp_path), _config(split_by="teacher"))
     # A method without a split ignores the split's keys, the teacher's among them.
