@@ -59,12 +59,13 @@ def mock_mnist():
 
 @pytest.fixture(scope="module")
 def cli_run(mock_mnist, tmp_path_factory):
-    """One tiny run of `--config mnist.py` (a bare name) in a fresh workdir."""
+    """One tiny run of `--config mnist.py` (a bare name), ICS on the default split, in a fresh
+    workdir."""
     from ics_jax import data
 
     arrays = data.load_arrays("mnist")  # the same mock data the run sees
     workdir = tmp_path_factory.mktemp("cli_run")
-    argv = ["--config", "mnist.py", "--workdir", str(workdir),
+    argv = ["--config", "mnist.py", "--workdir", str(workdir), "--config.method=ics",
             f"--config.normal_class={NORMAL_CLASS}", *tiny_flags()]
     code, out, err = _run_in_process(argv)
     assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"

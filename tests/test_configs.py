@@ -9,9 +9,11 @@ from ics_jax.config import ConfigError
 @pytest.mark.parametrize("module", [mnist, fashion_mnist, cifar10])
 def test_paper_is_the_papers_method_and_quick_is_the_default_cut_short(module):
     default, quick, paper = (module.get_config(arg) for arg in (None, "quick", "paper"))
-    assert (paper.split_by, paper.lr_schedule) == ("ssim", "constant")
+    assert (paper.method, paper.split_by, paper.lr_schedule) == ("ics", "ssim", "constant")
+    assert default.method == "teacher"  # the default detector, docs/teacher.md
     assert (quick.num_seeds, quick.num_iterations) == (1, 300)
-    for key in ("split_by", "lr_schedule", "teacher_transformations", "rho", "dataset"):
+    for key in ("method", "split_by", "lr_schedule", "teacher_transformations", "rho",
+                "dataset"):
         assert quick[key] == default[key]
     assert paper.num_iterations == default.num_iterations  # the paper's budget, 10,000
 

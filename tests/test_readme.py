@@ -37,10 +37,12 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     tiny = {**TINY, "log_every": 100, "checkpoint_every": 1000}
     monkeypatch.setattr(config_lib, "default_config", lambda: apply_tiny(default(), tiny))
     monkeypatch.setattr(ics_jax, "default_config", config_lib.default_config)
-    # The detector's defaults are its own (fixed when the class is made): a tiny subclass.
-    tiny_ics = {k: v for k, v in tiny.items() if k in ics_jax.ICS.PARAMS}
-    monkeypatch.setattr(ics_jax, "ICS", type("ICS", (ics_jax.ICS,),
-                                             {"PARAMS": {**ics_jax.ICS.PARAMS, **tiny_ics}}))
+    # A detector's defaults are its own (fixed when the class is made): tiny subclasses.
+    for name in ("ICS", "Teacher"):
+        cls = getattr(ics_jax, name)
+        small = {k: v for k, v in tiny.items() if k in cls.PARAMS}
+        monkeypatch.setattr(ics_jax, name, type(name, (cls,),
+                                                {"PARAMS": {**cls.PARAMS, **small}}))
     monkeypatch.chdir(tmp_path)
     _write_images(tmp_path / "my_images" / "normal", 40, 0)
     _write_images(tmp_path / "my_images" / "new", 5, 1)
