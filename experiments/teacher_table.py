@@ -22,6 +22,7 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DEVELOPMENT = {"mnist": (2, 5, 8), "fashion_mnist": (0, 2, 8), "cifar10": (3, 5, 9)}
 # (column, where it comes from: a Table 1 CSV column, or (cell, results.json key)).
 COLUMNS = (("SSIM (the split)", "ssim_mean"), ("teacher", ("teacher", "auc_mean")),
+           ("teacher, seed ensemble", ("teacher", "ensemble_auc")),
            ("NNwICS", "nn_w_ics_mean"), ("ICS, SSIM split", "ics_mean"),
            ("ICS, teacher split", ("ics_teacher", "auc_mean")),
            ("ICS + teacher", ("ics_teacher", "ics_ssim_auc")), ("ICS, the paper", "ics_paper"))
