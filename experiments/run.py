@@ -24,7 +24,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for this run's outputs."
 
 
 class _Progress:
-    """Prints the split autoencoder's and the classifier's progress lines."""
+    """Prints the progress lines of the split's network, the teacher and the classifier."""
 
     def __init__(self):
         self.last = None  # (iteration, seconds) of the previous training line
@@ -32,6 +32,10 @@ class _Progress:
     def __call__(self, event: dict) -> None:
         if event["stage"] == "split":
             print(f"split {event['network']}: step {event['step']}/{event['num_steps']}  "
+                  f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
+            return
+        if event["stage"] == "teacher":
+            print(f"teacher, seed {event['seed']}: step {event['step']}/{event['num_steps']}  "
                   f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
             return
         it, total, seconds = event["iteration"], event["num_iterations"], event["seconds"]

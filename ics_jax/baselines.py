@@ -8,6 +8,9 @@ contrast normalisation (l1) per image, then min-max scaling with the extremes of
 training class (`config.baseline_inputs='pixels'`: the [0, 1] pixels instead).
 """
 
+import functools
+from collections.abc import Callable
+
 import jax
 import ml_collections
 import numpy as np
@@ -75,14 +78,18 @@ def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
 
 
 def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
-                  split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
+                  split: split_lib.Split | None, seed_ids: list[int],
+                  progress: Callable[[int, int, float], None] | None = None) -> list[np.ndarray]:
     """Returns one `[M]` score array per seed of `seed_ids` for a baseline `config.method`
-    (one array for the methods in DETERMINISTIC)."""
+    (one array for the methods in DETERMINISTIC). `progress(seed, step, loss)` follows the
+    teacher's training."""
     method = config.method
     if method == "ssim":
         return [ssim_anomaly_scores(split)]
     if method == "teacher":  # on the [0, 1] pixels: its transformations are of the images
-        return [teacher_lib.run_teacher(config, data.x_train, data.x_test, jax.random.key(seed))
+        return [teacher_lib.run_teacher(
+            config, data.x_train, data.x_test, jax.random.key(seed),
+            None if progress is None else functools.partial(progress, seed))
                 for seed in seed_ids]
     if method == "imagenet_ocsvm":
         params = vgg.load_params(config.vgg19_weights)

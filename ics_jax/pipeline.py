@@ -32,8 +32,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
 
     `config.method` is ICS or one of the paper's baselines. `data` overrides loading from
     `config` (tests, notebooks); `split` reuses a split computed for the same data and `rho`
-    (ablations, sweeps); `progress` receives a dict per event: `{"stage": "split", "step",
-    "num_steps", "loss", "seconds"}` while the split autoencoder trains, `{"stage": "train",
+    (ablations, sweeps); `progress` receives a dict per event: `{"stage": "split", "network",
+    "step", "num_steps", "loss", "seconds"}` while the split's network trains, `{"stage":
+    "teacher", "seed", "step", "num_steps", "loss", "seconds"}` while method 'teacher' trains,
+    `{"stage": "train",
     "iteration", "num_iterations", "losses", "seconds"}` after each report of a trained network.
     """
     t_start = time.time()
@@ -74,7 +76,13 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     else:
         if config.method in baselines.DETERMINISTIC:
             seed_ids = seed_ids[:1]
-        scores = baselines.method_scores(config, data, split, seed_ids)
+
+        def on_step(seed, step, loss):
+            if progress is not None:
+                progress({"stage": "teacher", "seed": seed, "step": step,
+                          "num_steps": config.teacher_num_steps, "loss": loss,
+                          "seconds": time.time() - t0})
+        scores = baselines.method_scores(config, data, split, seed_ids, on_step)
     t_train = time.time() - t0  # training or fitting, and scoring the test set
     aucs = [evaluate.auc(data.y_test, s) for s in scores]
     if primary:  # for detectors combined after the fact; the labels too, to score them

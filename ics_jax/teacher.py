@@ -154,9 +154,11 @@ def teacher_scores(teacher: TeacherNet, variables: dict, images: np.ndarray) -> 
                                   batch_size=256)
 
 
-def run_teacher(config, x_train: np.ndarray, x_test: np.ndarray, key: jax.Array) -> np.ndarray:
-    """Trains `config`'s teacher on `x_train` with `key`; returns `[M]` scores of `x_test`."""
-    teacher, variables = fit_teacher(config, x_train, key)
+def run_teacher(config, x_train: np.ndarray, x_test: np.ndarray, key: jax.Array,
+                progress: Callable[[int, float], None] | None = None) -> np.ndarray:
+    """Trains `config`'s teacher on `x_train` with `key` (`progress` as `train_teacher`'s);
+    returns `[M]` scores of `x_test`."""
+    teacher, variables = fit_teacher(config, x_train, key, progress)
     return teacher_scores(teacher, variables, x_test)
 
 

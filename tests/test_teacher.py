@@ -156,8 +156,12 @@ def test_the_teacher_split_cuts_the_least_typical_rho_by_the_teachers_score():
 def test_the_teacher_method_runs_one_teacher_per_seed_keyed_by_the_seed(tmp_path):
     data = _data()
     config = _config(method="teacher", num_seeds=2, seed=3)
-    results = pipeline.run_experiment(config, str(tmp_path), data=data)
+    events = []
+    results = pipeline.run_experiment(config, str(tmp_path), data=data, progress=events.append)
     assert results["seeds"] == [3, 4] and len(set(results["auc"])) == 2
+    # Progress: each seed's first and last step (TINY: 3 steps), in order.
+    steps = [(e["seed"], e["step"]) for e in events if e["stage"] == "teacher"]
+    assert steps == [(3, 1), (3, 3), (4, 1), (4, 3)]
     alone = teacher.run_teacher(config, data.x_train, data.x_test, jax.random.key(4))
     assert results["auc"][1] == evaluate.auc(data.y_test, alone)
     assert json.loads((tmp_path / "results.json").read_text())["auc"] == results["auc"]
