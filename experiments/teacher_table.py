@@ -66,9 +66,9 @@ def markdown(found: list[dict], seconds: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(_cell(r[k]) for k in names) + " |")
     for dataset in DATASETS:
         mine = [r for r in found if r["dataset"] == dataset]
-        for label, group in (("development", [r for r in mine
-                                              if r["class"] in DEVELOPMENT[dataset]]),
-                             (f"all {len(mine)}", mine)):
+        development = [r for r in mine if r["class"] in DEVELOPMENT[dataset]]
+        for label, group in ((f"development, {len(development)} of 3", development),
+                             (f"{len(mine)} of 10", mine)):
             if group:
                 means = [_cell(_mean([r[k] for r in group])) for k in names]
                 lines.append(f"| **{dataset}, {label}** | " + " | ".join(
