@@ -18,17 +18,18 @@ from ics_jax import data as data_lib
 
 # Tiny networks and budgets: each detector fits in seconds. (At 4 channels the ICS classifier's
 # ReLUs died on some seeds; at 8 it learns.)
+TINY_TEACHER = {"teacher_num_steps": 40, "teacher_conv_features": (8,) * 5,
+                "teacher_dense_features": 16, "teacher_learning_rate": 3e-3}
 TINY = {
     ics_jax.ICS: {"num_iterations": 40, "log_every": 20, "learning_rate": 3e-3,
                   "ae_num_steps": 20, "batch_size": 8, "conv_features": (8,) * 5,
                   "dense_features": 16, "latent_dim": 8, "ae_conv_features": (4,) * 5,
-                  "ae_latent_channels": 4},
+                  "ae_latent_channels": 4, **TINY_TEACHER},
     ics_jax.AutoencoderSSIM: {"ae_num_steps": 60, "batch_size": 8, "ae_conv_features": (4,) * 5,
                               "ae_latent_channels": 4, "ae_learning_rate": 3e-3},
     ics_jax.DeepSVDD: {"dsvdd_ae_num_steps": 30, "dsvdd_num_steps": 30, "batch_size": 8,
                        "dsvdd_learning_rate": 1e-3},
-    ics_jax.Teacher: {"teacher_num_steps": 40, "batch_size": 8, "teacher_conv_features": (8,) * 5,
-                      "teacher_dense_features": 16, "teacher_learning_rate": 3e-3},
+    ics_jax.Teacher: {"batch_size": 8, **TINY_TEACHER},
 }
 DETECTORS = list(TINY)
 SIZE = 16
