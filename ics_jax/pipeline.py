@@ -4,8 +4,8 @@ In `workdir` it leaves `config.json`, `split.npz`, `checkpoints/`, TensorBoard s
 (`tensorboard/`), `typical_atypical.png`, `test_scores.npz` (`scores` `[S, M]`, each seed's
 anomaly scores of the test images, and their `labels` `[M]`) and `results.json` (written
 last). Run again in the same workdir, an unfinished run resumes from its newest checkpoint
-(asked for more iterations, a finished one goes on too), and a finished one returns its results
-without touching a file.
+(with a constant rate, asked for more iterations, a finished one goes on too; a cosine run's
+length is fixed), and a finished one returns its results without touching a file.
 """
 
 import os
@@ -35,8 +35,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     (ablations, sweeps); `progress` receives a dict per event: `{"stage": "split", "network",
     "step", "num_steps", "loss", "seconds"}` while the split's network trains, `{"stage":
     "teacher", "seed", "step", "num_steps", "loss", "seconds"}` while method 'teacher' trains,
-    `{"stage": "train",
-    "iteration", "num_iterations", "losses", "seconds"}` after each report of a trained network.
+    `{"stage": "train", "iteration", "num_iterations", "losses", "seconds"}` after each report
+    of a trained network.
     """
     t_start = time.time()
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
