@@ -1,10 +1,11 @@
-"""The detectors: `ICS`, `AutoencoderSSIM` (the split autoencoder's SSIM alone, the paper's SSIM
-baseline) and `DeepSVDD`, each a `detector.Detector` (PyOD's methods and attributes,
-scikit-learn's parameters, save and load).
+"""The detectors: `Teacher` (the transformation teacher alone, the default detector),
+`ICS` (by default on the teacher's split), `AutoencoderSSIM` (the split autoencoder's SSIM
+alone, the paper's SSIM baseline) and `DeepSVDD`, each a `detector.Detector` (PyOD's methods
+and attributes, scikit-learn's parameters, save and load).
 
-    model = ics_jax.ICS().fit(normal_images)  # [N, H, W, C] or [N, H, W], uint8 or [0, 1]
+    model = ics_jax.Teacher().fit(normal_images)  # [N, H, W, C] or [N, H, W], uint8 or [0, 1]
     scores = model.decision_function(new_images)  # [M], higher = more anomalous
-    model.save("detector"); model = ics_jax.ICS.load("detector")
+    model.save("detector"); model = ics_jax.Teacher.load("detector")
 
 The parameters are config keys (`ics_jax.default_config()`, the experiments' defaults) with
 defaults of their own where a detector should fit about 6,000 small images in minutes on a
