@@ -181,6 +181,8 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
     if len(config.teacher_conv_features) != 5 or min(config.teacher_conv_features) < 1:
         raise ConfigError(f"teacher_conv_features={tuple(config.teacher_conv_features)} must be "
                           "five positive widths (the backbone's five convolutions)")
+    if config.method == "ssim" and config.split_by != "ssim":
+        raise ConfigError("method=ssim is the split autoencoder's SSIM: it needs split_by=ssim")
     if config.weight_decay < 0:
         raise ConfigError(f"weight_decay={config.weight_decay} must not be negative")
     if config.method == "imagenet_ocsvm" and not (

@@ -11,7 +11,8 @@ constructor's keywords are the parameters, stored unchanged as attributes, so `g
 `contamination` also by the constructor, as PyOD does).
 
 A detector is a subclass that sets `method` (the config's), `PARAMS` (its keywords and their
-defaults; config keys among them reach the config) and implements `_train(x, config, progress)
+defaults; config keys among them reach the config), where needed `FIXED` (other config keys its
+method fixes) and implements `_train(x, config, progress)
 -> model_` and `_scores(x) -> [M]`. Fitted state is `model_` (a dict of host arrays, what
 `save` writes), `config_`, `image_shape_` and the JSON-able attributes named in `META`.
 """
@@ -43,6 +44,7 @@ class Detector(sk_base.BaseEstimator):
 
     method = ""
     PARAMS: dict = {}
+    FIXED: dict = {}
     META: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
@@ -183,7 +185,7 @@ class Detector(sk_base.BaseEstimator):
                     raise config_lib.ConfigError(
                         f"{key}={params[key]!r} has the wrong type; the default is "
                         f"{config[key]!r}") from e
-        config.method = self.method
+        config.update(method=self.method, **self.FIXED)
         config_lib.validate(config)
         return config_lib.resolved(config)
 

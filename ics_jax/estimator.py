@@ -143,6 +143,7 @@ class AutoencoderSSIM(detector.Detector):
     it (minus SSIM; the paper's SSIM baseline)."""
 
     method = "ssim"
+    FIXED = {"split_by": "ssim"}
     PARAMS = {**config_defaults(*_AE_KEYS), **_AE_DEFAULTS}
 
     def _train(self, x, config, progress):

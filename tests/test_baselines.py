@@ -122,6 +122,8 @@ def test_naive_nn_labels_every_training_image_normal():
 def test_pipeline_runs_each_method_with_one_results_format(tmp_path, method):
     config = apply_tiny(default_config())
     config.method = method
+    if method == "ssim":  # the split autoencoder's SSIM
+        config.split_by = "ssim"
     data = _blobs(shape=(28, 28, 1))
     results = pipeline.run_experiment(config, str(tmp_path), data=data)
     expected_seeds = 1 if method == "ssim" else config.num_seeds

@@ -59,14 +59,14 @@ def mock_mnist():
 
 @pytest.fixture(scope="module")
 def cli_run(mock_mnist, tmp_path_factory):
-    """One tiny run of `--config mnist.py` (a bare name), ICS on the default split, in a fresh
-    workdir."""
+    """One tiny run of `--config mnist.py` (a bare name), ICS on the teacher's split (the
+    natural images' default), in a fresh workdir."""
     from ics_jax import data
 
     arrays = data.load_arrays("mnist")  # the same mock data the run sees
     workdir = tmp_path_factory.mktemp("cli_run")
     argv = ["--config", "mnist.py", "--workdir", str(workdir), "--config.method=ics",
-            f"--config.normal_class={NORMAL_CLASS}", *tiny_flags()]
+            "--config.split_by=teacher", f"--config.normal_class={NORMAL_CLASS}", *tiny_flags()]
     code, out, err = _run_in_process(argv)
     assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
     return {"workdir": workdir, "argv": argv, "stdout": out, "arrays": arrays}
@@ -123,7 +123,7 @@ def test_run_writes_results_config_split_checkpoints_metrics_and_figure(cli_run)
     reports = _iteration_lines(cli_run["stdout"])
     assert [line.split()[1] for line in reports] == ["1/4", "2/4", "4/4"]
     split_lines = [line for line in cli_run["stdout"].splitlines()
-                   if line.startswith("split teacher: step")]  # the default split's network
+                   if line.startswith("split teacher: step")]  # the split's network
     assert split_lines and split_lines[-1].split()[3] == f"{TINY['teacher_num_steps']}/" \
         f"{TINY['teacher_num_steps']}"
     last = cli_run["stdout"].splitlines()[-1]  # the summary shows the variants' AUCs too

@@ -3,14 +3,16 @@
 import pytest
 
 from experiments.configs import cifar10, fashion_mnist, mnist, table1
-from ics_jax.config import ConfigError
+from ics_jax.config import ConfigError, default_config, validate
 
 
 @pytest.mark.parametrize("module", [mnist, fashion_mnist, cifar10])
 def test_paper_is_the_papers_method_and_quick_is_the_default_cut_short(module):
     default, quick, paper = (module.get_config(arg) for arg in (None, "quick", "paper"))
     assert (paper.method, paper.split_by, paper.lr_schedule) == ("ics", "ssim", "constant")
-    assert default.method == "teacher"  # the default detector, docs/teacher.md
+    # The default detector, docs/teacher.md: the split's score alone, SSIM's on MNIST
+    assert default.method == default.split_by == ("ssim" if module is mnist else "teacher")
+    validate(default)
     assert (quick.num_seeds, quick.num_iterations) == (1, 300)
     for key in ("method", "split_by", "lr_schedule", "teacher_transformations", "rho",
                 "dataset"):
@@ -26,3 +28,10 @@ def test_table1_reproduces_the_paper_whatever_the_default():
 def test_an_unknown_config_argument_names_the_known_ones():
     with pytest.raises(ConfigError, match="'quick' or 'paper'"):
         mnist.get_config("papers")
+
+
+def test_the_ssim_detector_on_the_teacher_s_split_is_refused():
+    config = default_config()
+    config.method, config.split_by = "ssim", "teacher"  # would score by the teacher, not SSIM
+    with pytest.raises(ConfigError, match="needs split_by=ssim"):
+        validate(config)
