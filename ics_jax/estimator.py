@@ -1,4 +1,4 @@
-"""The detectors: `Teacher` (the transformation teacher alone, the default detector),
+"""The detectors: `Teacher` (the transformation teacher alone, the default on natural images),
 `ICS` (by default on the teacher's split), `AutoencoderSSIM` (the split autoencoder's SSIM
 alone, the paper's SSIM baseline) and `DeepSVDD`, each a `detector.Detector` (PyOD's methods
 and attributes, scikit-learn's parameters, save and load).
