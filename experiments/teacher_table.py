@@ -1,12 +1,14 @@
-"""The teacher's table: per class, the transformation teacher and ICS on its split beside the
-SSIM split, NNwICS and ICS of a Table 1 sweep and the paper's ICS, as markdown. AUC %.
+"""The teacher's table: per class, the dataset's default detector, the transformation teacher
+and ICS on its split beside the SSIM split, NNwICS and ICS of a Table 1 sweep and the paper's
+ICS, as markdown. AUC %.
 
     python -m experiments.teacher_table docs/teacher_table docs/table1/table1.csv
 
 Reads the finished cells `WORKDIR/<dataset>/<class>/{teacher,ics_teacher}/results.json`
 (experiments/class_sweep.sh) and the Table 1 CSV (`ssim_mean`, `nn_w_ics_mean`, `ics_mean`,
-`ics_paper`); prints a row per class with a finished cell, then mean rows per dataset over the
-development classes and over all of its classes, and the wall time per cell of each column.
+`ics_paper`); prints a row per class of either, then mean rows per dataset over the
+development classes and over all of its classes (a column's mean over the classes it has,
+their count beside it where that is fewer), and the wall time per cell of each column.
 """
 
 import csv
@@ -17,6 +19,7 @@ import sys
 import numpy as np
 
 from experiments import paper
+from experiments.configs.common import DEFAULT_SCORE
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DEVELOPMENT = {"mnist": (2, 5, 8), "fashion_mnist": (0, 2, 8), "cifar10": (3, 5, 9)}
@@ -26,11 +29,15 @@ COLUMNS = (("SSIM (the split)", "ssim_mean"), ("teacher", ("teacher", "auc_mean"
            ("NNwICS", "nn_w_ics_mean"), ("ICS, SSIM split", "ics_mean"),
            ("ICS, teacher split", ("ics_teacher", "auc_mean")),
            ("ICS + teacher", ("ics_teacher", "ics_ssim_auc")), ("ICS, the paper", "ics_paper"))
+# The dataset's default detector (experiments/configs/common.py): the column of its score.
+DEFAULT = {"ssim": "SSIM (the split)", "teacher": "teacher"}
+NAMES = ("default detector", *(name for name, _ in COLUMNS))
 
 
 def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> tuple[list[dict], dict]:
-    """Returns (one dict per class with a finished cell: dataset, class, a value per column,
-    None where missing; `{cell: [wall seconds per finished cell]}`)."""
+    """Returns (one dict per class with a finished cell or a Table 1 row: dataset, class, a
+    value per column of `NAMES`, None where missing; `{cell: [wall seconds per finished
+    cell]}`)."""
     with open(table_csv) as f:
         table = {(r["dataset"], r["normal_class"]): r for r in csv.DictReader(f)}
     found, seconds = [], {}
@@ -43,7 +50,7 @@ def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> tuple[list[dict], di
                     with open(path) as f:
                         cells[cell] = json.load(f)
                     seconds.setdefault(cell, []).append(cells[cell]["timing"]["total"])
-            if not cells:
+            if not cells and (dataset, str(normal_class)) not in table:
                 continue
             row = {"dataset": dataset, "class": normal_class}
             for name, source in COLUMNS:
@@ -53,13 +60,14 @@ def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> tuple[list[dict], di
                 else:
                     value = table.get((dataset, str(normal_class)), {}).get(source)
                     row[name] = float(value) if value else None
+            row["default detector"] = row[DEFAULT[DEFAULT_SCORE[dataset]]]
             found.append(row)
     return found, seconds
 
 
 def markdown(found: list[dict], seconds: dict) -> str:
     """Returns the per-class rows, a mean row per dataset and class group, the times."""
-    names = [name for name, _ in COLUMNS]
+    names = list(NAMES)
     lines = ["| class | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for r in found:
         label = f"{r['dataset']} {r['class']} ({paper.class_name(r['dataset'], r['class'])})"
@@ -70,7 +78,7 @@ def markdown(found: list[dict], seconds: dict) -> str:
         for label, group in ((f"development, {len(development)} of 3", development),
                              (f"{len(mine)} of 10", mine)):
             if group:
-                means = [_cell(_mean([r[k] for r in group])) for k in names]
+                means = [_mean([r[k] for r in group]) for k in names]
                 lines.append(f"| **{dataset}, {label}** | " + " | ".join(
                     f"**{m}**" if m else "" for m in means) + " |")
     lines.append("")
@@ -80,10 +88,14 @@ def markdown(found: list[dict], seconds: dict) -> str:
     return "\n".join(lines)
 
 
-def _mean(values):
-    """Returns the mean of the values present, or None (also where some are missing: a mean
-    over fewer classes than its row says would mislead)."""
-    return None if not values or None in values else sum(values) / len(values)
+def _mean(values) -> str:
+    """Returns the mean of the values present, with their count where some are missing (`74.0
+    (6 of 10)`), or '' where none is."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    mean = _cell(sum(present) / len(present))
+    return mean if len(present) == len(values) else f"{mean} ({len(present)} of {len(values)})"
 
 
 def _cell(value) -> str:

@@ -172,15 +172,6 @@ def test_the_teacher_method_runs_one_teacher_per_seed_keyed_by_the_seed(tmp_path
                                         teacher_num_steps=4), str(tmp_path), data=data)
 
 
-def test_the_ssim_baseline_of_a_teacher_split_is_the_teacher(tmp_path):
-    data = _data()
-    results = pipeline.run_experiment(_config(method="ssim", split_by="teacher"), str(tmp_path),
-                                      data=data)
-    split = split_lib.load(str(tmp_path / "split.npz"))
-    assert results["auc_mean"] == results["ssim_auc"] == evaluate.auc(data.y_test,
-                                                                      -split.test_scores)
-
-
 # Config and workdir -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key, value", [("split_by", "pixels"),
