@@ -67,7 +67,7 @@ def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> tuple[list[dict], di
 
 def markdown(found: list[dict], seconds: dict) -> str:
     """Returns the per-class rows, a mean row per dataset and class group, the times."""
-    names = list(NAMES)
+    names = NAMES
     lines = ["| class | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     for r in found:
         label = f"{r['dataset']} {r['class']} ({paper.class_name(r['dataset'], r['class'])})"
