@@ -67,18 +67,17 @@ def rows(workdir: pathlib.Path, table_csv: pathlib.Path) -> tuple[list[dict], di
 
 def markdown(found: list[dict], seconds: dict) -> str:
     """Returns the per-class rows, a mean row per dataset and class group, the times."""
-    names = NAMES
-    lines = ["| class | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines = ["| class | " + " | ".join(NAMES) + " |", "| --- |" + " --- |" * len(NAMES)]
     for r in found:
         label = f"{r['dataset']} {r['class']} ({paper.class_name(r['dataset'], r['class'])})"
-        lines.append(f"| {label} | " + " | ".join(_cell(r[k]) for k in names) + " |")
+        lines.append(f"| {label} | " + " | ".join(_cell(r[k]) for k in NAMES) + " |")
     for dataset in DATASETS:
         mine = [r for r in found if r["dataset"] == dataset]
         development = [r for r in mine if r["class"] in DEVELOPMENT[dataset]]
         for label, group in ((f"development, {len(development)} of 3", development),
                              (f"{len(mine)} of 10", mine)):
             if group:
-                means = [_mean([r[k] for r in group]) for k in names]
+                means = [_mean([r[k] for r in group]) for k in NAMES]
                 lines.append(f"| **{dataset}, {label}** | " + " | ".join(
                     f"**{m}**" if m else "" for m in means) + " |")
     lines.append("")
