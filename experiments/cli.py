@@ -2,6 +2,7 @@
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from absl import app, flags
@@ -74,6 +75,8 @@ def run_app(main: Callable[[list[str]], None]) -> None:
     argv = argv[:1] + ["--verbosity=-1"] + [a for a in argv[1:] if a != "--debug"]
     from ics_jax.trainer import NonFiniteError
 
+    # A library warning (no split score sees the images, say) is one line on stderr.
+    warnings.formatwarning = lambda message, category, *_: f"warning: {message}\n"
     try:
         app.run(main, argv=argv, flags_parser=_parse_flags)
     except (*_user_errors(), NonFiniteError) as e:

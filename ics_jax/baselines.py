@@ -22,7 +22,7 @@ from ics_jax import split as split_lib
 from ics_jax import teacher as teacher_lib
 
 # Methods whose scores do not depend on a seed: they run once, whatever `num_seeds` says.
-DETERMINISTIC = ("ocsvm", "imagenet_ocsvm", "ssim")
+DETERMINISTIC = ("ocsvm", "imagenet_ocsvm", "ssim", "split")
 
 
 def global_contrast_normalize(images: np.ndarray) -> np.ndarray:
@@ -70,8 +70,9 @@ def iforest_scores(train_features: np.ndarray, test_features: np.ndarray, seed: 
 
 
 def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
-    """Returns `[M]` minus the test images' SSIM against their reconstruction (the paper's
-    'SSIM' column: low similarity = anomalous)."""
+    """Returns `[M]` minus the test images' typicality the split was cut by: with the SSIM
+    split, minus SSIM against their reconstruction (the paper's 'SSIM' column: low similarity
+    = anomalous)."""
     if split.test_scores is None:
         raise ValueError("the split has no test SSIM scores; compute it with the test images")
     return -np.asarray(split.test_scores)
@@ -84,7 +85,7 @@ def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData
     (one array for the methods in DETERMINISTIC). `progress(seed, step, loss)` follows the
     teacher's training."""
     method = config.method
-    if method == "ssim":
+    if method in ("ssim", "split"):  # the split's own score (ssim: the autoencoder's)
         return [ssim_anomaly_scores(split)]
     if method == "teacher":  # on the [0, 1] pixels: its transformations are of the images
         return [teacher_lib.run_teacher(

@@ -7,7 +7,7 @@ import ml_collections
 
 CHOICES = {
     "dataset": ("mnist", "fashion_mnist", "cifar10"),
-    "method": ("ics", "nn_w_ics", "naive_nn", "ssim", "ocsvm", "iforest", "dsvdd",
+    "method": ("ics", "nn_w_ics", "naive_nn", "split", "ssim", "ocsvm", "iforest", "dsvdd",
                "imagenet_ocsvm", "teacher"),
     "backbone": ("alexnet", "icsnet"),
     "distance": ("difference", "absolute", "squared"),
@@ -15,7 +15,7 @@ CHOICES = {
     "augment": ("none", "shift", "shift_flip"),
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
-    "split_by": ("ssim", "teacher"),
+    "split_by": ("auto", "ssim", "teacher"),
     "teacher_transformations": ("rotate", "rotate_flip", "rotate_mirrored"),
     "lr_schedule": ("constant", "cosine"),
 }
@@ -91,10 +91,12 @@ def default_config() -> ml_collections.ConfigDict:
     # reconstruction on MNIST digits 1, 4, 5, 7, 9 (see the README).
     c.ae_loss = "bce"
     c.ssim_max_val = 1.0
-    # What the split is cut by: the transformation teacher's score ('teacher',
-    # ics_jax/teacher.py), or the split autoencoder's SSIM ('ssim', the paper's; on natural
-    # images near chance). Chosen on the development classes: docs/teacher.md.
-    c.split_by = "teacher"
+    # What the split is cut by: 'auto', the teacher and the split autoencoder's SSIM, each
+    # weighted by a label-free check of what it sees on a held-out tenth of the normal images
+    # (ics_jax/sight.py, docs/sight.md); 'ssim', the autoencoder's alone (the paper's; on natural
+    # images near chance); 'teacher', the transformation teacher's alone (blind on images with
+    # no upright orientation). method='split' is the split's own score as a detector.
+    c.split_by = "auto"
     # Transformation teacher (ics_jax/teacher.py): the split's with split_by='teacher', and the
     # detector of method='teacher'. 'rotate': the 4 quarter turns; 'rotate_flip': times a flip,
     # as 8 labels; 'rotate_mirrored': the 4 turns of an image and of its mirror (the mirror not

@@ -34,7 +34,7 @@ from ics_jax import checkpoint
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 MIN_SIZE = 8  # the smallest side: three 2x2 poolings leave a 1x1 map
 CHANNELS = (1, 3)
 

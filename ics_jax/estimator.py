@@ -23,13 +23,14 @@ from ics_jax import autoencoder as ae_lib
 from ics_jax import baselines, detector, dsvdd, evaluate, step, trainer
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
+from ics_jax import sight as sight_lib
 from ics_jax import split as split_lib
 from ics_jax import teacher as teacher_lib
 
 # The split autoencoder's keys, shared by ICS and AutoencoderSSIM.
 _AE_KEYS = ("split_seed", "batch_size", "ae_num_steps", "ae_learning_rate", "ae_conv_features",
             "ae_global_bottleneck", "ae_negative_slope", "ae_loss", "ssim_max_val")
-# The transformation teacher's keys, shared by ICS (split_by='teacher') and Teacher.
+# The transformation teacher's keys, shared by ICS, SplitScore and Teacher.
 _TEACHER_KEYS = ("teacher_num_steps", "teacher_learning_rate", "teacher_transformations",
                  "teacher_conv_features", "teacher_dense_features")
 # The autoencoder's code size: MNIST's (a dataset's is a config matter; docs/results.md); half the
@@ -67,7 +68,7 @@ class ICS(detector.Detector):
             "adam_b1", "weight_decay", "split_by", *_AE_KEYS, *_TEACHER_KEYS),
         **_AE_DEFAULTS, "num_seeds": 1, "num_iterations": 300, "max_epochs": 100,
         "log_every": 50, "combine_split": False}
-    META = ("n_iter_", "stopped_at_", "combine_split_")
+    META = ("n_iter_", "stopped_at_", "combine_split_", "checks_", "weights_")
 
     def _check_fit(self, x, config):
         super()._check_fit(x, config)
@@ -92,12 +93,7 @@ class ICS(detector.Detector):
                 self.max_epochs * x.shape[0] / config.batch_size)))
         self.n_iter_, self.combine_split_ = config.num_iterations, self.combine_split
         key = split_lib.split_key(config)
-        network, num_steps = (("teacher", config.teacher_num_steps)
-                              if config.split_by == "teacher" else
-                              ("autoencoder", config.ae_num_steps))
-        split, (_, split_variables) = split_lib.compute_split(
-            config, x, key, progress=lambda t, loss: progress(
-                f"split {network} step {t}/{num_steps}  loss {loss:.4f}"))
+        split, split_model = _fit_split(self, config, x, progress)
         progress(f"split: {split.atypical.size} atypical, {split.typical.size} typical")
         classifier = trainer.make_trainer(config)
         training_split, stop = trainer.stop_rule(classifier, config, x, split, key)
@@ -111,7 +107,7 @@ class ICS(detector.Detector):
                                       x.shape[1:], stop=stop, on_report=report)
         self.stopped_at_ = None if stop is None else stop.summary()["stopped_at"]
         model = {"classifier": {"params": states.params, "batch_stats": states.batch_stats},
-                 network: split_variables}
+                 "split": split_model}
         if self.combine_split:  # ranks among the training images' scores
             model["reference"] = {"classifier": _classifier_scores(config, model, x),
                                   "split": -np.asarray(split.scores, np.float64)}
@@ -132,10 +128,28 @@ class ICS(detector.Detector):
         return self._typicality(self._inputs(images))
 
     def _typicality(self, x):
-        if self.config_.split_by == "teacher":
-            return -teacher_lib.teacher_scores(teacher_lib.build_teacher(self.config_),
-                                               self.model_["teacher"], x)
-        return _ssim(self.config_, self.model_["autoencoder"], x)
+        return _split_typicality(self, x)
+
+
+class SplitScore(detector.Detector):
+    """The score ICS's default split is cut by, alone (`split_by='auto'`, `ics_jax.sight`): the
+    transformation teacher and the split autoencoder's SSIM, trained on all but a held-out
+    tenth of the normal images, each weighted by how well it sees on that tenth, without labels;
+    an image's score is the weighted mean of its rank by each among the training images'.
+    `checks_` `{score: check}` (0 = chance, 1 = perfect) and `weights_` `{score: weight}` say
+    what the fit found; where no score sees, a warning says so. Non-square images: SSIM alone."""
+
+    method = "split"
+    FIXED = {"split_by": "auto"}
+    PARAMS = {**config_defaults("lr_schedule", *_AE_KEYS, *_TEACHER_KEYS), **_AE_DEFAULTS}
+    META = ("checks_", "weights_")
+
+    def _train(self, x, config, progress):
+        _, split_model = _fit_split(self, config, x, progress)
+        return {"split": split_model}
+
+    def _scores(self, x):
+        return -_split_typicality(self, x)
 
 
 class AutoencoderSSIM(detector.Detector):
@@ -208,6 +222,31 @@ class Teacher(detector.Detector):
     def _scores(self, x):
         return teacher_lib.teacher_scores(teacher_lib.build_teacher(self.config_),
                                           self.model_["variables"], x)
+
+
+def _fit_split(detector_: detector.Detector, config, x: np.ndarray, progress):
+    """Returns `compute_split`'s `(split, model)` for `config` on `x`; sets the detector's
+    `checks_` and `weights_` (None unless `split_by='auto'`)."""
+    split, model = split_lib.compute_split(
+        config, x, split_lib.split_key(config), progress=lambda network, t, n, loss: progress(
+            f"split {network} step {t}/{n}  loss {loss:.4f}"))
+    sight = split.sight or {}
+    detector_.checks_, detector_.weights_ = sight.get("checks"), sight.get("weights")
+    if sight:
+        progress("split checks " + ", ".join(f"{k} {v:.3f}" for k, v in sight["checks"].items())
+                 + "; weights " + ", ".join(f"{k} {v:.2f}" for k, v in sight["weights"].items()))
+    return split, model
+
+
+def _split_typicality(detector_: detector.Detector, x: np.ndarray) -> np.ndarray:
+    """Returns `[M]` the typicality the detector's split is cut by, higher = more typical."""
+    config, model = detector_.config_, detector_.model_["split"]
+    if config.split_by == "auto":
+        sight = sight_lib.Sight(checks=detector_.checks_, weights=detector_.weights_)
+        return -sight_lib.split_anomaly(config, model, sight, x)
+    if config.split_by == "teacher":
+        return -teacher_lib.teacher_scores(teacher_lib.build_teacher(config), model, x)
+    return _ssim(config, model, x)
 
 
 def _classifier_scores(config, model: dict, x: np.ndarray) -> np.ndarray:

@@ -105,6 +105,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
                        ssim_auc=(None if split.test_scores is None else
                                  evaluate.auc(data.y_test,
                                               baselines.ssim_anomaly_scores(split))))
+        if split.sight is not None:  # what the label-free checks found (`ics_jax.sight`)
+            results["sight"] = split.sight
     if len(scores) > 1:  # the seeds' mean score as one detector
         extra["ensemble_auc"] = evaluate.auc(data.y_test, np.mean(scores, axis=0))
     results.update(extra)
@@ -122,14 +124,10 @@ def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Sp
     if split is None:
         t0 = time.time()
 
-        teacher = config.split_by == "teacher"
-        num_steps = config.teacher_num_steps if teacher else config.ae_num_steps
-
-        def on_step(step, loss):
+        def on_step(network, step, num_steps, loss):
             if progress is not None:
-                progress({"stage": "split", "network": "teacher" if teacher else "autoencoder",
-                          "step": step, "num_steps": num_steps, "loss": loss,
-                          "seconds": time.time() - t0})
+                progress({"stage": "split", "network": network, "step": step,
+                          "num_steps": num_steps, "loss": loss, "seconds": time.time() - t0})
         split, _ = split_lib.compute_split(config, data.x_train, key, data.x_test, on_step)
     if primary:
         split_lib.save(path, split)

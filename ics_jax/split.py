@@ -1,8 +1,10 @@
-"""Intra-class splitting: by an autoencoder's SSIM (or the transformation teacher's score), the
-least typical `rho` of the normal class."""
+"""Intra-class splitting: the least typical `rho` of the normal class, by the score
+`config.split_by` names: 'auto' (the teacher and SSIM, each as far as a label-free check says
+it sees: `ics_jax.sight`), 'ssim' (the split autoencoder's, the paper's) or 'teacher'."""
 
 import dataclasses
 import functools
+import json
 
 import dm_pix
 import jax
@@ -17,16 +19,19 @@ from ics_jax.models import AutoEncoder
 class Split:
     """The split of the normal training images.
 
-    `scores`: `[N]` SSIM(x, reconstruction), or with `split_by='teacher'` minus the teacher's
-    score (higher = more typical either way); `atypical`: sorted `[round(rho * N)]` indices of the
-    lowest scores; `typical`: sorted indices of the rest; `test_scores`: `[M]` the same score of
-    the test images, if computed (the paper's SSIM baseline scores with it).
+    `scores`: `[N]` the typicality it was cut by, higher = more typical: SSIM(x,
+    reconstruction), minus the teacher's score, or with `split_by='auto'` minus `sight`'s
+    combined anomaly rank; `atypical`: sorted `[round(rho * N)]` indices of the lowest scores;
+    `typical`: sorted indices of the rest; `test_scores`: `[M]` the same score of the test
+    images, if computed (the split's score as a detector); `sight`: with 'auto', what each
+    score's check found (`Sight.to_dict()`).
     """
 
     scores: np.ndarray
     atypical: np.ndarray
     typical: np.ndarray
     test_scores: np.ndarray | None = None
+    sight: dict | None = None
 
 
 def split_by_score(scores: np.ndarray, rho: float) -> Split:
@@ -63,6 +68,8 @@ def ssim_scores(autoencoder: AutoEncoder, params, images: np.ndarray,
 def save(path: str, split: Split) -> None:
     """Writes `split` to an `.npz` at `path`, atomically."""
     extra = {} if split.test_scores is None else {"test_scores": split.test_scores}
+    if split.sight is not None:
+        extra["sight"] = np.array(json.dumps(split.sight))
     outputs.write_npz(path, scores=split.scores, atypical=split.atypical, typical=split.typical,
                       **extra)
 
@@ -71,36 +78,48 @@ def load(path: str) -> Split:
     """Reads a split written by `save`."""
     with np.load(path) as f:
         return Split(scores=f["scores"], atypical=f["atypical"], typical=f["typical"],
-                     test_scores=f["test_scores"] if "test_scores" in f else None)
+                     test_scores=f["test_scores"] if "test_scores" in f else None,
+                     sight=json.loads(str(f["sight"])) if "sight" in f else None)
 
 
 def recut(split: Split, rho: float) -> Split:
     """Returns the split of the same SSIM scores at another `rho`."""
-    return dataclasses.replace(split_by_score(split.scores, rho), test_scores=split.test_scores)
+    return dataclasses.replace(split_by_score(split.scores, rho), test_scores=split.test_scores,
+                               sight=split.sight)
 
 
 def compute_split(config, images: np.ndarray, key: jax.Array,
                   test_images: np.ndarray | None = None, progress=None):
-    """Trains the split autoencoder of `config` on `images`; returns `(split, (autoencoder,
-    params))`: the SSIM split at `config.rho`, with the SSIM of `test_images` if given.
-    `progress(step, loss)` follows the autoencoder's training.
-
-    With `config.split_by == 'teacher'` the transformation teacher trains instead, with `key`,
-    and the split is cut by its typicality, minus `teacher.teacher_scores` (the scores and test
-    scores are that, higher = more typical); returns `(split, (teacher, variables))`."""
+    """Trains the networks of `config.split_by` on `images` with `key`; returns `(split,
+    model)`: the split at `config.rho`, with the test scores of `test_images` if given, and
+    `model`, the variables that score an image: 'ssim': the split autoencoder's params,
+    'teacher': the teacher's variables, 'auto': `sight.fit`'s model. `progress(network, step,
+    num_steps, loss)` follows the training."""
     from ics_jax import autoencoder as ae_lib
+    from ics_jax import sight as sight_lib
 
+    if config.split_by == "auto":
+        model, sight = sight_lib.fit(config, images, key, progress)
+        typicality = lambda x: -sight_lib.split_anomaly(config, model, sight, x)  # noqa: E731
+        split = dataclasses.replace(split_by_score(typicality(images), config.rho),
+                                    sight=sight.to_dict())
+        if test_images is not None:
+            split = dataclasses.replace(split, test_scores=typicality(test_images))
+        return split, model
+    follow = {net: None if progress is None else (
+        lambda step, loss, net=net, n=n: progress(net, step, n, loss))
+        for net, n in (("teacher", config.teacher_num_steps), ("autoencoder", config.ae_num_steps))}
     if config.split_by == "teacher":
-        return _teacher_split(config, images, key, test_images, progress)
+        return _teacher_split(config, images, key, test_images, follow["teacher"])
     module, params = ae_lib.train_autoencoder(
         images, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
         learning_rate=config.ae_learning_rate, autoencoder=ae_lib.build_autoencoder(config),
-        loss=config.ae_loss, progress=progress)
+        loss=config.ae_loss, progress=follow["autoencoder"])
     split = split_by_score(ssim_scores(module, params, images, config.ssim_max_val), config.rho)
     if test_images is not None:
         split = dataclasses.replace(
             split, test_scores=ssim_scores(module, params, test_images, config.ssim_max_val))
-    return split, (module, params)
+    return split, params
 
 
 def _teacher_split(config, images, key, test_images, progress):
@@ -109,7 +128,7 @@ def _teacher_split(config, images, key, test_images, progress):
     if test_images is not None:
         split = dataclasses.replace(
             split, test_scores=-teacher_lib.teacher_scores(module, variables, test_images))
-    return split, (module, variables)
+    return split, variables
 
 
 def split_key(config) -> jax.Array:

@@ -10,7 +10,7 @@ from ics_jax import config as config_lib
 from ics_jax import trainer as trainer_lib
 
 # Methods that need the autoencoder's typical/atypical split.
-SPLIT_METHODS = ("ics", "nn_w_ics", "ssim")
+SPLIT_METHODS = ("ics", "nn_w_ics", "ssim", "split")
 # Config keys that decide how a run executes but not what it computes: a run may resume (or a
 # finished one be found) with other values.
 EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
@@ -67,7 +67,7 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
 def reads_teacher(config: ml_collections.ConfigDict) -> bool:
     """Whether `config` trains the transformation teacher: as its method, or to cut its split."""
     return config.method == "teacher" or (config.method in SPLIT_METHODS
-                                          and config.split_by == "teacher")
+                                          and config.split_by in ("teacher", "auto"))
 
 
 def finished_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:

@@ -1,0 +1,120 @@
+r"""What each split score can see, label-free, against what it does see on the test labels.
+
+    python -m experiments.sight_study --workdir runs/sight --data_root ../shared/data \
+        mnist:2 mnist:5 fashion_mnist:0 cifar10:3 mnist:2:turned
+
+Per cell (`dataset:class`, `:turned` turns every training and test image by a seeded random
+quarter turn, so no image is upright): a tenth of the normal training images is held out; the
+teacher and the split autoencoder train on the rest, as the default config trains them. On the
+held-out tenth: the teacher's transformation accuracy and, for each kind of pseudo-anomaly made
+from held-out images, the AUC of each score between held-out images and their pseudo-anomalies.
+On the test labels (to evaluate, never to choose): each score's AUC and their rank average's.
+One JSON line per cell in `workdir/cells.jsonl`; a finished cell is skipped on a rerun.
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from ics_jax import autoencoder as ae_lib
+from ics_jax import config as config_lib
+from ics_jax import data as data_lib
+from ics_jax import evaluate, sight
+from ics_jax import split as split_lib
+from ics_jax import teacher as teacher_lib
+
+FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10_jpeg.tar.gz"}
+
+
+def pseudo_anomalies(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Returns `{kind: [N, H, W, C]}` pseudo-anomalies made from `images` alone."""
+    rng = np.random.default_rng(seed)
+    n, h, w, _ = images.shape
+    other = images[rng.permutation(n)]
+    out = {"blend": 0.5 * (images + other)}
+    # The four quadrants in a random non-identity order.
+    hh, hw = h // 2, w // 2
+    quads = [images[:, :hh, :hw], images[:, :hh, hw:2 * hw], images[:, hh:2 * hh, :hw],
+             images[:, hh:2 * hh, hw:2 * hw]]
+    shuffled = images.copy()
+    perm = np.array([1, 3, 0, 2])
+    rows = [np.concatenate([quads[perm[0]], quads[perm[1]]], 2),
+            np.concatenate([quads[perm[2]], quads[perm[3]]], 2)]
+    shuffled[:, :2 * hh, :2 * hw] = np.concatenate(rows, 1)
+    out["quadrants"] = shuffled
+    # A patch of another image, half the side, pasted at a random place (CutPaste).
+    pasted = images.copy()
+    for i in range(n):
+        y0, x0, y1, x1 = rng.integers(0, h - hh + 1, 4)
+        pasted[i, y0:y0 + hh, x0:x0 + hw] = other[i, y1:y1 + hh, x1:x1 + hw]
+    out["cutpaste"] = pasted
+    return out
+
+
+def run_cell(cell: str, data_root: str) -> dict:
+    dataset, normal_class, *rest = cell.split(":")
+    turned = rest == ["turned"]
+    data = data_lib.load_one_class(dataset, int(normal_class),
+                                   os.path.join(data_root, FILES[dataset]))
+    x_train, x_test = data.x_train, data.x_test
+    if turned:
+        x_train, x_test = sight.turned(x_train, 1), sight.turned(x_test, 2)
+    config = config_lib.default_config()
+    config.dataset = dataset
+    fit_idx, held_idx = sight.holdout(x_train.shape[0], config.split_seed)
+    fit, held = x_train[fit_idx], x_train[held_idx]
+    key = split_lib.split_key(config)
+    start = time.time()
+    teacher, t_vars = teacher_lib.fit_teacher(config, fit, key)
+    autoencoder, ae_params = ae_lib.train_autoencoder(
+        fit, key, num_steps=config.ae_num_steps, batch_size=config.batch_size,
+        learning_rate=config.ae_learning_rate, autoencoder=ae_lib.build_autoencoder(config),
+        loss=config.ae_loss)
+    seconds = time.time() - start
+
+    def teacher_score(x):
+        return teacher_lib.teacher_scores(teacher, t_vars, x)
+
+    def ssim_score(x):  # higher = more anomalous
+        return -split_lib.ssim_scores(autoencoder, ae_params, x, config.ssim_max_val)
+
+    row = {"cell": cell, "n_train": int(x_train.shape[0]), "train_seconds": round(seconds, 1),
+           "teacher_accuracy": sight.transformation_accuracy(teacher, t_vars, held)}
+    ones = np.ones(held.shape[0])
+    for name, score in (("teacher", teacher_score), ("ssim", ssim_score)):
+        on_held = score(held)
+        for kind, pseudo in pseudo_anomalies(held, 0).items():
+            row[f"{name}_{kind}"] = evaluate.auc(np.r_[0 * ones, ones],
+                                                 np.r_[on_held, score(pseudo)])
+    test = {"teacher": teacher_score(x_test), "ssim": ssim_score(x_test)}
+    reference = {"teacher": teacher_score(fit), "ssim": ssim_score(fit)}
+    for name, s in test.items():
+        row[f"auc_{name}"] = evaluate.auc(data.y_test, s)
+    row["auc_rank_average"] = evaluate.auc(data.y_test, evaluate.rank_average(
+        test["teacher"], test["ssim"], references=[reference["teacher"], reference["ssim"]]))
+    return row
+
+
+def main(argv: list[str]) -> None:
+    workdir, data_root, cells = argv[argv.index("--workdir") + 1], \
+        argv[argv.index("--data_root") + 1], [a for a in argv[1:] if ":" in a]
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "cells.jsonl")
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            done = {json.loads(line)["cell"] for line in f}
+    for cell in cells:
+        if cell in done:
+            continue
+        row = run_cell(cell, data_root)
+        print(json.dumps(row), flush=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
