@@ -49,17 +49,18 @@ class _Progress:
         print(f"iteration {it}/{total}  {losses}  {speed}", flush=True)
 
 
-# What a run's summary line shows beside its AUC, where results.json has it.
-ALSO_SHOWN = {"ics_ssim_auc": "ICS + SSIM", "ssim_auc": "the split's SSIM"}
-# With split_by='teacher' the split's score is the teacher's (results.json keeps the keys).
-TEACHER_SPLIT_SHOWN = {"ics_ssim_auc": "ICS + teacher", "ssim_auc": "the split's teacher score"}
+# What a run's summary line shows beside its AUC, where results.json has it: the split's own
+# score as a detector and ICS + it, whichever score cut the split (results.json keeps the keys).
+ALSO_SHOWN = {"ssim_auc": "the split's score", "ics_ssim_auc": "ICS + the split's score"}
 
 
 def _summary(results: dict, workdir: str) -> str:
     aucs = ", ".join(f"{a:.4f}" for a in results["auc"])
-    shown = TEACHER_SPLIT_SHOWN if results.get("split_by") == "teacher" else ALSO_SHOWN
-    also = "".join(f"; {name} {results[k]:.4f}" for k, name in shown.items()
-                   if results.get(k) is not None and results["method"] != "ssim")
+    also = "".join(f"; {name} {results[k]:.4f}" for k, name in ALSO_SHOWN.items()
+                   if results.get(k) is not None and results["method"] not in ("ssim", "split"))
+    sight = results.get("sight")
+    if sight:  # what the label-free checks found
+        also += "; split weights " + ", ".join(f"{k} {w:.2f}" for k, w in sight["weights"].items())
     return (f"AUC {results['auc_mean']:.4f} +- {results['auc_std']:.4f} (seeds: {aucs}){also}; "
             f"results in {os.path.join(workdir, 'results.json')}")
 

@@ -59,14 +59,14 @@ def mock_mnist():
 
 @pytest.fixture(scope="module")
 def cli_run(mock_mnist, tmp_path_factory):
-    """One tiny run of `--config mnist.py` (a bare name), ICS on the teacher's split (the
-    natural images' default), in a fresh workdir."""
+    """One tiny run of `--config mnist.py` (a bare name), the default: ICS on the self-checked
+    split, in a fresh workdir."""
     from ics_jax import data
 
     arrays = data.load_arrays("mnist")  # the same mock data the run sees
     workdir = tmp_path_factory.mktemp("cli_run")
-    argv = ["--config", "mnist.py", "--workdir", str(workdir), "--config.method=ics",
-            "--config.split_by=teacher", f"--config.normal_class={NORMAL_CLASS}", *tiny_flags()]
+    argv = ["--config", "mnist.py", "--workdir", str(workdir),
+            f"--config.normal_class={NORMAL_CLASS}", *tiny_flags()]
     code, out, err = _run_in_process(argv)
     assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
     return {"workdir": workdir, "argv": argv, "stdout": out, "arrays": arrays}
@@ -122,13 +122,20 @@ def test_run_writes_results_config_split_checkpoints_metrics_and_figure(cli_run)
 
     reports = _iteration_lines(cli_run["stdout"])
     assert [line.split()[1] for line in reports] == ["1/4", "2/4", "4/4"]
-    split_lines = [line for line in cli_run["stdout"].splitlines()
-                   if line.startswith("split teacher: step")]  # the split's network
-    assert split_lines and split_lines[-1].split()[3] == f"{TINY['teacher_num_steps']}/" \
-        f"{TINY['teacher_num_steps']}"
-    last = cli_run["stdout"].splitlines()[-1]  # the summary shows the variants' AUCs too
-    assert f"ICS + teacher {results['ics_ssim_auc']:.4f}" in last
-    assert f"the split's teacher score {results['ssim_auc']:.4f}" in last
+    for network, steps in (("teacher", TINY["teacher_num_steps"]),
+                           ("autoencoder", TINY["ae_num_steps"])):  # the split's two networks
+        lines = [line for line in cli_run["stdout"].splitlines()
+                 if line.startswith(f"split {network}: step")]
+        assert lines and lines[-1].split()[3] == f"{steps}/{steps}"
+    assert results["method"] == "ics" and results["split_by"] == "auto"
+    sight = results["sight"]  # what the checks found, and the weights they gave
+    assert set(sight["checks"]) == set(sight["weights"]) == {"teacher", "ssim"}
+    assert sum(sight["weights"].values()) == pytest.approx(1.0)
+    last = cli_run["stdout"].splitlines()[-1]  # the summary shows ICS, the split and both
+    assert f"AUC {results['auc_mean']:.4f}" in last
+    assert f"the split's score {results['ssim_auc']:.4f}" in last
+    assert f"ICS + the split's score {results['ics_ssim_auc']:.4f}" in last
+    assert "split weights teacher" in last
 
 
 # Bad input: exit code 2 and one `error:` line, no traceback, nothing written --------------

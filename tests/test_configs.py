@@ -2,6 +2,7 @@
 
 import pytest
 
+import ics_jax
 from experiments.configs import cifar10, fashion_mnist, mnist, table1
 from ics_jax.config import ConfigError, default_config, validate
 
@@ -10,14 +11,17 @@ from ics_jax.config import ConfigError, default_config, validate
 def test_paper_is_the_papers_method_and_quick_is_the_default_cut_short(module):
     default, quick, paper = (module.get_config(arg) for arg in (None, "quick", "paper"))
     assert (paper.method, paper.split_by, paper.lr_schedule) == ("ics", "ssim", "constant")
-    # The default detector, docs/teacher.md: the split's score alone, SSIM's on MNIST
-    assert default.method == default.split_by == ("ssim" if module is mnist else "teacher")
+    # One default everywhere: ICS on the self-checked split, as the library's and ICS()'s.
+    library = default_config()
+    assert (default.method, default.split_by) == ("ics", "auto") == (library.method,
+                                                                     library.split_by)
+    assert ics_jax.ICS().split_by == "auto"
     validate(default)
     assert (quick.num_seeds, quick.num_iterations) == (1, 300)
     for key in ("method", "split_by", "lr_schedule", "teacher_transformations", "rho",
                 "dataset"):
         assert quick[key] == default[key]
-    assert paper.num_iterations == default.num_iterations  # the paper's budget, 10,000
+    assert (paper.num_iterations, paper.num_seeds) == (10000, 5)  # the paper's budget
 
 
 def test_table1_reproduces_the_paper_whatever_the_default():

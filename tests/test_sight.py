@@ -30,7 +30,7 @@ def upright():
 
 
 def test_on_upright_shapes_the_teacher_is_found_to_see(upright):
-    assert upright.checks_["teacher"] >= sight.SEES
+    assert upright.checks_["teacher"] >= sight.SEES["teacher"]
     assert upright.weights_["teacher"] > 0
     assert sum(upright.weights_.values()) == pytest.approx(1.0)
 
@@ -40,7 +40,7 @@ def test_with_no_upright_orientation_the_teacher_is_found_blind_and_not_followed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # whether SSIM sees these 120 images is not asked here
         model = ics_jax.SplitScore(**SETTINGS).fit(turned)
-    assert model.checks_["teacher"] < sight.SEES <= upright.checks_["teacher"]
+    assert model.checks_["teacher"] < sight.SEES["teacher"] <= upright.checks_["teacher"]
     assert model.weights_ == {"teacher": 0.0, "ssim": 1.0}
     # The score is SSIM's alone: its mid-rank among the training images' minus SSIM.
     ssim = sight.anomaly_scores(model.config_, model.model_["split"], turned, ("ssim",))["ssim"]
@@ -57,17 +57,18 @@ def test_the_split_score_round_trips_bit_for_bit(upright, tmp_path):
     assert loaded.checks_ == upright.checks_ and loaded.weights_ == upright.weights_
 
 
-def test_seeing_scores_are_weighted_by_their_checks_and_blind_ones_dropped():
-    both = sight.weigh({"teacher": 0.9, "ssim": 0.6})
-    assert both.weights == pytest.approx({"teacher": 0.6, "ssim": 0.4})
-    one = sight.weigh({"teacher": 0.2, "ssim": 0.8})
-    assert one.weights == {"teacher": 0.0, "ssim": 1.0}
+def test_the_scores_that_see_are_weighted_alike_and_blind_ones_dropped():
+    both = sight.weigh({"teacher": sight.SEES["teacher"], "ssim": 0.99})
+    assert both.weights == {"teacher": 0.5, "ssim": 0.5}
+    one = sight.weigh({"teacher": 0.9, "ssim": sight.SEES["ssim"] - 0.01})
+    assert one.weights == {"teacher": 1.0, "ssim": 0.0}
 
 
-def test_where_no_score_sees_one_warning_names_the_checks_and_the_best_is_used():
+def test_where_no_score_sees_one_warning_names_the_checks_and_the_nearest_is_used():
+    checks = {"teacher": 0.5 * sight.SEES["teacher"], "ssim": 0.9 * sight.SEES["ssim"]}
     with pytest.warns(UserWarning, match="no split score sees") as caught:
-        found = sight.weigh({"teacher": 0.1, "ssim": 0.3})
-    assert len(caught) == 1 and "teacher 0.10, ssim 0.30" in str(caught[0].message)
+        found = sight.weigh(checks)
+    assert len(caught) == 1 and f"ssim {checks['ssim']:.2f}" in str(caught[0].message)
     assert found.weights == {"teacher": 0.0, "ssim": 1.0}
 
 
