@@ -1,0 +1,68 @@
+r"""`ics_jax.ICS()` with its defaults, its split's own score and a pixel one-class SVM on image
+sets a user might bring: a benchmark class, the same turned (no upright orientation), a few
+hundred images.
+
+    python -m experiments.detector_sets --workdir runs/sets --data_root ../shared/data \
+        mnist:0 mnist:2:turned mnist:2:n100 fashion_mnist:0:n300:turned
+
+A cell is `dataset:class`, then `:nN` (the first N normal training images) and `:turned` (every
+training and test image turned by a seeded random quarter turn) in any order. Per cell, one JSON
+line in `workdir/cells.jsonl` (a finished cell is skipped on a rerun): the test AUC of ICS, of
+the split's score (`ICS.split_score`), of the one-class SVM on the [0, 1] pixels (nu 0.1,
+`baselines.ocsvm_scores`), the split's checks and weights, and the fit times.
+"""
+
+import json
+import os
+import sys
+import time
+
+import ics_jax
+from ics_jax import baselines, evaluate, sight
+from ics_jax import data as data_lib
+
+FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10_jpeg.tar.gz"}
+
+
+def run_cell(cell: str, data_root: str) -> dict:
+    dataset, normal_class, *options = cell.split(":")
+    data = data_lib.load_one_class(dataset, int(normal_class),
+                                   os.path.join(data_root, FILES[dataset]))
+    x_train, x_test = data.x_train, data.x_test
+    for option in options:
+        if option.startswith("n"):
+            x_train = x_train[:int(option[1:])]
+    if "turned" in options:
+        x_train, x_test = sight.turned(x_train, 1), sight.turned(x_test, 2)
+    start = time.time()
+    model = ics_jax.ICS().fit(x_train)
+    ics_seconds = time.time() - start
+    start = time.time()
+    ocsvm = baselines.ocsvm_scores(x_train, x_test, nu=0.1)
+    ocsvm_seconds = time.time() - start
+    return {"cell": cell, "n_train": int(x_train.shape[0]),
+            "auc_ics": evaluate.auc(data.y_test, model.decision_function(x_test)),
+            "auc_split": evaluate.auc(data.y_test, -model.split_score(x_test)),
+            "auc_ocsvm": evaluate.auc(data.y_test, ocsvm), "checks": model.checks_,
+            "weights": model.weights_, "n_iter": model.n_iter_,
+            "ics_fit_seconds": round(ics_seconds, 1), "ocsvm_fit_seconds": round(ocsvm_seconds, 1)}
+
+
+def main(argv: list[str]) -> None:
+    workdir = argv[argv.index("--workdir") + 1]
+    data_root = argv[argv.index("--data_root") + 1]
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "cells.jsonl")
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            done = {json.loads(line)["cell"] for line in f}
+    for cell in (a for a in argv[1:] if ":" in a and a not in done):
+        row = run_cell(cell, data_root)
+        print(json.dumps(row), flush=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
