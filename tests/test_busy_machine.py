@@ -53,5 +53,6 @@ def test_the_default_run_finishes_beside_a_cpu_hog_with_the_quiet_result(tmp_pat
         hog.wait()
     assert run.returncode == 0, run.stderr[-3000:]
     busy = json.loads((tmp_path / "busy" / "results.json").read_text())
-    assert busy["num_devices"] == 1 and busy["method"] == "ssim"  # MNIST's default detector
+    assert busy["num_devices"] == 1  # the default devices
+    assert (busy["method"], busy["split_by"]) == ("ics", "auto")  # it trained ICS
     assert busy["auc"] == quiet["auc"]

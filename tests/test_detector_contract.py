@@ -30,6 +30,8 @@ TINY = {
     ics_jax.DeepSVDD: {"dsvdd_ae_num_steps": 30, "dsvdd_num_steps": 30, "batch_size": 8,
                        "dsvdd_learning_rate": 1e-3},
     ics_jax.Teacher: {"batch_size": 8, **TINY_TEACHER},
+    ics_jax.SplitScore: {"ae_num_steps": 60, "batch_size": 8, "ae_conv_features": (4,) * 5,
+                         "ae_latent_channels": 4, "ae_learning_rate": 3e-3, **TINY_TEACHER},
 }
 DETECTORS = list(TINY)
 SIZE = 16
