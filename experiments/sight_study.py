@@ -10,12 +10,19 @@ held-out tenth: the teacher's transformation accuracy and, for each kind of pseu
 from held-out images, the AUC of each score between held-out images and their pseudo-anomalies.
 On the test labels (to evaluate, never to choose): each score's AUC and their rank average's.
 One JSON line per cell in `workdir/cells.jsonl`; a finished cell is skipped on a rerun.
+
+    python -m experiments.sight_study --report docs/sight/upright.jsonl docs/sight/turned.jsonl
+
+prints the markdown table of docs/sight.md from such files: per cell the checks, the scores'
+test AUCs, what `sight.weigh` chooses and the AUC of the split's score it makes, and the mean
+of each group of cells.
 """
 
 import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -98,7 +105,54 @@ def run_cell(cell: str, data_root: str) -> dict:
     return row
 
 
+GROUPS = {"development classes": ("mnist:2", "mnist:5", "mnist:8", "fashion_mnist:0",
+                                    "fashion_mnist:2", "fashion_mnist:8", "cifar10:3",
+                                    "cifar10:5", "cifar10:9"),
+          "MNIST 0, 1, 8 (alike turned)": ("mnist:0", "mnist:1", "mnist:8")}
+
+
+def report(rows: list[dict]) -> str:
+    """Returns the markdown table of `rows` (`run_cell`'s): a line per cell, then group means."""
+    lines = ["| cell | teacher check | SSIM check | weights (teacher, SSIM) | teacher | SSIM | "
+             "rank average | the split's score |", "| --- |" + " --- |" * 7]
+    for row in rows:
+        row["checks"] = {"teacher": sight.teacher_check(row["teacher_accuracy"], 4),
+                         "ssim": 2 * row["ssim_quadrants"] - 1}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            row["weights"] = sight.weigh(row["checks"]).weights
+        row["auc_split"] = (row["auc_rank_average"] if min(row["weights"].values()) > 0 else
+                            row["auc_teacher"] if row["weights"]["teacher"] else row["auc_ssim"])
+        lines.append(f"| {row['cell']} | {row['checks']['teacher']:.2f} | "
+                     f"{row['checks']['ssim']:.2f} | {row['weights']['teacher']:.1f}, "
+                     f"{row['weights']['ssim']:.1f} | " + " | ".join(
+                         f"{100 * row[k]:.1f}" for k in ("auc_teacher", "auc_ssim",
+                                                         "auc_rank_average", "auc_split")) + " |")
+    by_cell = {row["cell"]: row for row in rows}
+    groups = {**GROUPS, "development classes, turned": tuple(
+        c + ":turned" for c in GROUPS["development classes"])}
+    for name, cells in groups.items():
+        for dataset in ("mnist", "fashion_mnist", "cifar10", None):
+            group = [by_cell[c] for c in cells if c in by_cell
+                     and (dataset is None or c.startswith(dataset + ":"))]
+            if not group or (dataset and name.startswith("MNIST")):
+                continue
+            named = [c for c in cells if dataset is None or c.startswith(dataset + ":")]
+            label = f"{name}, {dataset or 'all'} ({len(group)} of {len(named)})"
+            lines.append(f"| **{label}** | | | | " + " | ".join(
+                f"**{100 * np.mean([r[k] for r in group]):.1f}**"
+                for k in ("auc_teacher", "auc_ssim", "auc_rank_average", "auc_split")) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
+    if "--report" in argv:
+        rows = []
+        for path in argv[argv.index("--report") + 1:]:
+            with open(path) as f:
+                rows += [json.loads(line) for line in f]
+        print(report(rows))
+        return
     workdir, data_root, cells = argv[argv.index("--workdir") + 1], \
         argv[argv.index("--data_root") + 1], [a for a in argv[1:] if ":" in a]
     os.makedirs(workdir, exist_ok=True)

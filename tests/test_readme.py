@@ -38,7 +38,7 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(config_lib, "default_config", lambda: apply_tiny(default(), tiny))
     monkeypatch.setattr(ics_jax, "default_config", config_lib.default_config)
     # A detector's defaults are its own (fixed when the class is made): tiny subclasses.
-    for name in ("ICS", "Teacher"):
+    for name in ("ICS", "SplitScore", "Teacher"):
         cls = getattr(ics_jax, name)
         small = {k: v for k, v in tiny.items() if k in cls.PARAMS}
         monkeypatch.setattr(ics_jax, name, type(name, (cls,),
