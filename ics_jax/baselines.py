@@ -1,6 +1,6 @@
 """The paper's baselines that are not the ICS network (section 3.1): OCSVM, Isolation Forest,
-ImageNet features + OCSVM, the split autoencoder's SSIM, and Deep SVDD; and the transformation
-teacher (ics_jax/teacher.py) as a detector of its own.
+ImageNet features + OCSVM, the split's own score, and Deep SVDD. (The transformation teacher, a
+detector of its own, trains with seeds in `ics_jax/trainer.py`.)
 
 Every function returns anomaly scores, higher = more anomalous. By default OCSVM, IF and Deep
 SVDD see the inputs of Ruff et al. (ICML 2018), whose settings the paper says they shared: global
@@ -8,8 +8,6 @@ contrast normalisation (l1) per image, then min-max scaling with the extremes of
 training class (`config.baseline_inputs='pixels'`: the [0, 1] pixels instead).
 """
 
-import functools
-from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -19,7 +17,6 @@ from sklearn import ensemble, svm
 from ics_jax import data as data_lib
 from ics_jax import dsvdd, vgg
 from ics_jax import split as split_lib
-from ics_jax import teacher as teacher_lib
 
 # Methods whose scores do not depend on a seed: they run once, whatever `num_seeds` says.
 DETERMINISTIC = ("ocsvm", "imagenet_ocsvm", "ssim", "split")
@@ -79,19 +76,12 @@ def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
 
 
 def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
-                  split: split_lib.Split | None, seed_ids: list[int],
-                  progress: Callable[[int, int, float], None] | None = None) -> list[np.ndarray]:
+                  split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
     """Returns one `[M]` score array per seed of `seed_ids` for a baseline `config.method`
-    (one array for the methods in DETERMINISTIC). `progress(seed, step, loss)` follows the
-    teacher's training."""
+    (one array for the methods in DETERMINISTIC)."""
     method = config.method
     if method in ("ssim", "split"):  # the split's own score (ssim: the autoencoder's)
         return [ssim_anomaly_scores(split)]
-    if method == "teacher":  # on the [0, 1] pixels: its transformations are of the images
-        return [teacher_lib.run_teacher(
-            config, data.x_train, data.x_test, jax.random.key(seed),
-            None if progress is None else functools.partial(progress, seed))
-                for seed in seed_ids]
     if method == "imagenet_ocsvm":
         params = vgg.load_params(config.vgg19_weights)
         features = [vgg.extract_features(params, x, image_size=config.vgg_image_size)

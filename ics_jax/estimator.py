@@ -207,6 +207,7 @@ class Teacher(detector.Detector):
     right one). Square images; seed `s` trains as `method='teacher'` does with seed `s`."""
 
     method = "teacher"
+    FIXED = {"num_seeds": 1}
     PARAMS = config_defaults("seed", "batch_size", "lr_schedule", *_TEACHER_KEYS)
 
     def _check_fit(self, x, config):
@@ -214,10 +215,16 @@ class Teacher(detector.Detector):
         _check_square(x)
 
     def _train(self, x, config, progress):
-        _, variables = teacher_lib.fit_teacher(
-            config, x, jax.random.key(config.seed), progress=lambda t, loss: progress(
-                f"teacher step {t}/{config.teacher_num_steps}  loss {loss:.4f}"))
-        return {"variables": variables}
+        teacher = trainer.make_trainer(config)
+
+        def report(iteration, metrics, _):
+            progress(f"teacher step {iteration}/{teacher.num_iterations}  "
+                     f"loss {metrics['loss/transformation']:.4f}")
+
+        states = trainer.train_states(teacher, config, trainer.training_data(teacher, x, None),
+                                      x.shape[1:], on_report=report)
+        (state,) = trainer.seeds.unstack(states, 1)
+        return {"variables": {"params": state.params, "batch_stats": state.batch_stats}}
 
     def _scores(self, x):
         return teacher_lib.teacher_scores(teacher_lib.build_teacher(self.config_),

@@ -33,10 +33,9 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     `config.method` is ICS or one of the paper's baselines. `data` overrides loading from
     `config` (tests, notebooks); `split` reuses a split computed for the same data and `rho`
     (ablations, sweeps); `progress` receives a dict per event: `{"stage": "split", "network",
-    "step", "num_steps", "loss", "seconds"}` while the split's network trains, `{"stage":
-    "teacher", "seed", "step", "num_steps", "loss", "seconds"}` while method 'teacher' trains,
-    `{"stage": "train", "iteration", "num_iterations", "losses", "seconds"}` after each report
-    of a trained network.
+    "step", "num_steps", "loss", "seconds"}` while the split's networks train, `{"stage":
+    "train", "iteration", "num_iterations", "losses", "seconds"}` after each report of a
+    trained network (the classifier's or, with method 'teacher', the teacher's).
     """
     t_start = time.time()
     config_lib.validate(config, data_lib.NUM_CLASSES.get(config.dataset, 10))
@@ -61,14 +60,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
 
     t0 = time.time()
     extra = {}
-    if config.method in trainer_lib.METHOD_PHASES:
+    if config.method in trainer_lib.TRAINED:
         trainer = trainer_lib.make_trainer(config)
         training_split, stop = trainer_lib.stop_rule(
             trainer, config, data.x_train, split, split_key,
             os.path.join(workdir, "stopping") if primary else None)
         reports = _Reports(config, workdir, data, trainer, progress, primary)
         states = trainer_lib.train_states(
-            trainer, config, trainer_lib.split_data(data.x_train, training_split),
+            trainer, config, trainer_lib.training_data(trainer, data.x_train, training_split),
             data.x_train.shape[1:], checkpoint_dir=os.path.join(workdir, "checkpoints"),
             on_report=reports, stop=stop)
         scores = trainer_lib.test_scores(trainer, states, data.x_test)
@@ -76,13 +75,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     else:
         if config.method in baselines.DETERMINISTIC:
             seed_ids = seed_ids[:1]
-
-        def on_step(seed, step, loss):
-            if progress is not None:
-                progress({"stage": "teacher", "seed": seed, "step": step,
-                          "num_steps": config.teacher_num_steps, "loss": loss,
-                          "seconds": time.time() - t0})
-        scores = baselines.method_scores(config, data, split, seed_ids, on_step)
+        scores = baselines.method_scores(config, data, split, seed_ids)
     t_train = time.time() - t0  # training or fitting, and scoring the test set
     aucs = [evaluate.auc(data.y_test, s) for s in scores]
     if primary:  # for detectors combined after the fact; the labels too, to score them
@@ -164,7 +157,7 @@ class _Reports:
                                                               self.data.x_test), self.write)
         if self.progress is not None:
             self.progress({"stage": "train", "iteration": iteration,
-                           "num_iterations": self.config.num_iterations, "seconds": seconds,
+                           "num_iterations": self.trainer.num_iterations, "seconds": seconds,
                            "losses": {k.removeprefix("loss/"): v for k, v in metrics.items()
                                       if k.startswith("loss/")}})
 
@@ -181,7 +174,7 @@ class _Reports:
             extra["ssim_rank_average_auc"] = evaluate.auc(data.y_test,
                                                           evaluate.rank_average(ensemble, ssim))
         if self.writer is not None:
-            self.writer.scalars(self.config.num_iterations, {"test/auc_mean": float(np.mean(
+            self.writer.scalars(self.trainer.num_iterations, {"test/auc_mean": float(np.mean(
                 [evaluate.auc(data.y_test, s) for s in scores]))})
             self.writer.close()
         if stop is not None:

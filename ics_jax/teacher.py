@@ -84,21 +84,13 @@ def _log_likelihoods(teacher: TeacherNet, variables, images: jax.Array, train: b
     return log_p.reshape(-1, num_images), batch_stats
 
 
-def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
-                  learning_rate: float | optax.Schedule, teacher: TeacherNet | None = None,
-                  progress: Callable[[int, float], None] | None = None,
-                  progress_every: int = 50) -> tuple[TeacherNet, dict]:
-    """Trains `teacher` on `images` `[N, H, W, C]` with Adam: each step draws `batch_size`
-    images with `fold_in(key, step)` (with 'rotate_mirrored', mirrors each or not) and
-    minimises the cross-entropy of the transformation applied, over all of them under every
-    transformation (`K * batch_size` inputs, batch norm over them all). Returns `(teacher,
-    variables)`, `variables` = `{params, batch_stats}`. `progress(step, loss)` follows the
-    first step, every `progress_every` steps and the last."""
-    check_square(images.shape)
-    teacher = teacher or TeacherNet()
-    init_key, batch_key = jax.random.split(key)
-    tx = optax.adam(learning_rate)
-    state = step_lib.init_state(tx, _init(teacher, init_key, jnp.asarray(images[:1])))
+def make_step(teacher: TeacherNet, tx: optax.GradientTransformation,
+              batch_size: int) -> Callable:
+    """Returns the teacher's `step(state, images, key, t) -> (state, metrics)`
+    (`step.make_step`, one loss named 'transformation'): it draws `batch_size` images of
+    `images` `[N, H, W, C]` with `fold_in(key, t)` (with 'rotate_mirrored', mirrors each or
+    not) and minimises the cross-entropy of the transformation applied, over all of them under
+    every transformation (`K * batch_size` inputs, batch norm over them all)."""
 
     def transformation(params, batch_stats, data, key):
         batch = data[jax.random.randint(key, (batch_size,), 0, data.shape[0])]
@@ -109,10 +101,39 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
             teacher, {"params": params, "batch_stats": batch_stats}, batch, train=True)
         return -jnp.mean(log_p), batch_stats
 
+    return step_lib.make_step({"transformation": transformation}, tx)
+
+
+def init_state(teacher: TeacherNet, tx: optax.GradientTransformation, key: jax.Array,
+               image_shape: tuple) -> step_lib.TrainState:
+    """Returns the teacher's fresh `TrainState` for images of `image_shape` `(H, W, C)`."""
+    return step_lib.init_state(tx, _init(teacher, key, jnp.zeros((1, *image_shape))))
+
+
+def optimizer(config) -> optax.GradientTransformation:
+    """Returns the teacher's Adam at `config.teacher_learning_rate`; with
+    `lr_schedule='cosine'`, decayed to 0 over `config.teacher_num_steps` (no warm-up: the
+    constant rate needs none)."""
+    learning_rate = config.teacher_learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = optax.cosine_decay_schedule(learning_rate, config.teacher_num_steps)
+    return optax.adam(learning_rate)
+
+
+def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_size: int,
+                  tx: optax.GradientTransformation, teacher: TeacherNet | None = None,
+                  progress: Callable[[int, float], None] | None = None,
+                  progress_every: int = 50) -> tuple[TeacherNet, dict]:
+    """Trains `teacher` on `images` `[N, H, W, C]` with `tx` for `num_steps` of `make_step`,
+    keyed by `key`; returns `(teacher, variables)`, `variables` = `{params, batch_stats}`.
+    `progress(step, loss)` follows the first step, every `progress_every` steps and the last."""
+    check_square(images.shape)
+    teacher = teacher or TeacherNet()
+    init_key, batch_key = jax.random.split(key)
+    state = init_state(teacher, tx, init_key, images.shape[1:])
     state, _ = step_lib.fit(
-        step_lib.make_step({"transformation": transformation}, tx), state, jnp.asarray(images),
-        batch_key, num_steps, progress_every=progress_every,
-        progress=None if progress is None else (
+        make_step(teacher, tx, batch_size), state, jnp.asarray(images), batch_key, num_steps,
+        progress_every=progress_every, progress=None if progress is None else (
             lambda t, metrics: progress(t, metrics["loss/transformation"])))
     return teacher, {"params": state.params, "batch_stats": state.batch_stats}
 
@@ -120,13 +141,9 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
 def fit_teacher(config, images: np.ndarray, key: jax.Array,
                 progress: Callable[[int, float], None] | None = None) -> tuple[TeacherNet, dict]:
     """Returns `train_teacher`'s `(teacher, variables)` for `config`: its `teacher_*` keys,
-    `batch_size` normal images a step and, with `lr_schedule='cosine'`, the rate decayed to 0
-    over the steps (no warm-up: the constant rate needs none)."""
-    learning_rate = config.teacher_learning_rate
-    if config.lr_schedule == "cosine":
-        learning_rate = optax.cosine_decay_schedule(learning_rate, config.teacher_num_steps)
+    `batch_size` normal images a step, `optimizer(config)`."""
     return train_teacher(images, key, num_steps=config.teacher_num_steps,
-                         batch_size=config.batch_size, learning_rate=learning_rate,
+                         batch_size=config.batch_size, tx=optimizer(config),
                          teacher=build_teacher(config), progress=progress)
 
 
@@ -136,7 +153,8 @@ def _init(teacher: TeacherNet, key: jax.Array, x: jax.Array) -> dict:
 
 
 @functools.cache
-def _score_program(teacher: TeacherNet):
+def score_program(teacher: TeacherNet):
+    """Returns the compiled `(variables, images [B, ...]) -> [B]` of `teacher_scores`."""
     def scores(variables, batch):
         log_p, _ = _log_likelihoods(teacher, variables, batch, train=False)
         return -jnp.mean(log_p, axis=0)
@@ -149,17 +167,9 @@ def teacher_scores(teacher: TeacherNet, variables: dict, images: np.ndarray) -> 
     running averages) of the transformation applied. Each image's score is its own: a pure
     function of it, computed by one compiled program per teacher and batch shape."""
     check_square(images.shape)
-    program = _score_program(teacher)
+    program = score_program(teacher)
     return evaluate.batched_apply(lambda batch: program(variables, batch), images,
                                   batch_size=256)
-
-
-def run_teacher(config, x_train: np.ndarray, x_test: np.ndarray, key: jax.Array,
-                progress: Callable[[int, float], None] | None = None) -> np.ndarray:
-    """Trains `config`'s teacher on `x_train` with `key` (`progress` as `train_teacher`'s);
-    returns `[M]` scores of `x_test`."""
-    teacher, variables = fit_teacher(config, x_train, key, progress)
-    return teacher_scores(teacher, variables, x_test)
 
 
 def check_square(shape: Sequence[int]) -> None:

@@ -1,15 +1,18 @@
-"""The classifier of a config, trained for every seed at once: `make_trainer(config)` builds it,
-`train` runs it (resuming from Orbax checkpoints), `test_scores` scores images with it.
+"""The network of a config, trained for every seed at once: `make_trainer(config)` builds it
+(the ICS classifier, its two network baselines, or the transformation teacher),
+`train_states` runs it (resuming from Orbax checkpoints, stopping on a non-finite loss),
+`test_scores` scores images with it.
 
 ICS and its two network baselines differ only in the phases of an iteration
-(`METHOD_PHASES`); everything else here is shared by `run_experiment`, the estimator and the
-benchmark.
+(`METHOD_PHASES`); the teacher is one more network with one phase. Everything else here is
+shared by `run_experiment`, the estimators and the benchmark.
 """
 
 import dataclasses
 import functools
 from collections.abc import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,20 +21,25 @@ import optax
 
 from ics_jax import checkpoint, evaluate, models, seeds, stopping, train, xla
 from ics_jax import split as split_lib
+from ics_jax import teacher as teacher_lib
 
 METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",),
                  "naive_nn": (train.NORMAL_ONLY,)}
+# The methods whose networks train here, with seeds: the classifiers and the teacher.
+TRAINED = (*METHOD_PHASES, "teacher")
 
 
 def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """Returns the phases of an iteration of `config.method` (ICS: by `config.schedule`)."""
+    if config.method == "teacher":
+        return ("transformation",)
     if config.method == "ics" and config.schedule == "joint":
         return train.JOINT_PHASES
     return METHOD_PHASES[config.method]
 
 
 class NonFiniteError(FloatingPointError):
-    """A loss became NaN or Inf; the message names the phase, iteration and seed."""
+    """A loss became NaN or Inf; the message names the network, phase, iteration and seed."""
 
 
 def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
@@ -59,21 +67,30 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
-    """A config's network, optimizer, phases and update step (`step.make_step`)."""
+    """A config's network, optimizer, phases and update step (`step.make_step`), how long it
+    trains, how a seed's state starts and how it scores images."""
 
-    net: models.OneClassNet
+    name: str  # "classifier" or "teacher": what a message calls the network
+    net: nn.Module
     tx: optax.GradientTransformation
     phases: tuple[str, ...]
     step: Callable  # (state, data, seed_key, iteration) -> (state, metrics)
+    num_iterations: int
+    init: Callable  # (key, image_shape) -> one seed's TrainState
 
     def init_states(self, ids: list[int], image_shape: tuple):
         """Returns fresh stacked states `[S, ...]`, one per seed of `ids`."""
-        return seeds.stack([train.init_state(self.net, self.tx, seed_keys(s)[0], image_shape,
-                                             self.phases) for s in ids])
+        return seeds.stack([self.init(seed_keys(s)[0], image_shape) for s in ids])
 
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
-    """Returns the `Trainer` of `config.method` (one of `METHOD_PHASES`)."""
+    """Returns the `Trainer` of `config.method` (one of `TRAINED`)."""
+    if config.method == "teacher":
+        net, tx = teacher_lib.build_teacher(config), teacher_lib.optimizer(config)
+        return Trainer("teacher", net, tx, phases(config),
+                       teacher_lib.make_step(net, tx, config.batch_size),
+                       config.teacher_num_steps,
+                       functools.partial(teacher_lib.init_state, net, tx))
     net = build_network(config)
     tx = train.make_optimizer(config.learning_rate, config.adam_b1, config.weight_decay,
                               schedule=config.lr_schedule,
@@ -83,7 +100,20 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
     step = train.make_iteration(net, tx, batch_size=config.batch_size, phases=cycle,
                                 dispersion_weight=config.dispersion_weight,
                                 augmentation=config.augment)
-    return Trainer(net, tx, cycle, step)
+    init = functools.partial(_classifier_state, net, tx, cycle)
+    return Trainer("classifier", net, tx, cycle, step, config.num_iterations, init)
+
+
+def _classifier_state(net, tx, cycle, key, image_shape):
+    return train.init_state(net, tx, key, image_shape, cycle)
+
+
+def training_data(trainer: Trainer, images: np.ndarray, split: split_lib.Split | None):
+    """Returns what `trainer.step` draws its batches from: the normal images for the teacher,
+    else `split_data`."""
+    if trainer.name == "teacher":
+        return jnp.asarray(images)
+    return split_data(images, split)
 
 
 def split_data(images: np.ndarray, split: split_lib.Split | None) -> train.SplitData:
@@ -113,24 +143,25 @@ def stop_rule(trainer: Trainer, config: ml_collections.ConfigDict, images: np.nd
     return training, stopping.BestReport(score, directory)
 
 
-def check_finite(metrics: dict, first: int, ids: list[int]) -> None:
+def check_finite(metrics: dict, first: int, ids: list[int], network: str) -> None:
     """Raises NonFiniteError for the earliest non-finite value in `metrics` (each `[n, S]`) of
-    the `n` iterations from `first`."""
-    bad = [(*np.argwhere(~np.isfinite(values))[0], name) for name, values in metrics.items()
-           if not np.isfinite(values).all()]
+    the `n` iterations from `first` of `network` (a loss before a gradient norm)."""
+    bad = [(*np.argwhere(~np.isfinite(values))[0], not name.startswith("loss/"), name)
+           for name, values in metrics.items() if not np.isfinite(values).all()]
     if bad:
-        it, seed, name = min(bad)
+        it, seed, _, name = min(bad)
         kind, phase = name.split("/")
         raise NonFiniteError(
-            f"non-finite {phase} {kind.replace('grad_norm', 'gradient norm')} at iteration "
-            f"{first + int(it) + 1} of seed {ids[seed]}; the last good checkpoint is kept")
+            f"the {network}'s {phase} {kind.replace('grad_norm', 'gradient norm')} is "
+            f"non-finite at iteration {first + int(it) + 1} of seed {ids[seed]}; the last good "
+            "checkpoint is kept")
 
 
 def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: train.SplitData,
                  image_shape: tuple, *, checkpoint_dir: str | None = None,
                  on_report: Callable[[int, dict, object], None] | None = None,
                  stop: stopping.BestReport | None = None):
-    """Trains one network per seed of `seed_ids(config)` for `config.num_iterations`
+    """Trains one network per seed of `seed_ids(config)` for `trainer.num_iterations`
     iterations; returns their stacked states (with `stop`, each seed's best by its held-out
     loss). With `checkpoint_dir`, resumes from its newest readable checkpoint and saves every
     `config.checkpoint_every` iterations and at the end. After each report (every
@@ -150,20 +181,20 @@ def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: trai
 
     def report(end, states_now, metrics):
         metrics = jax.device_get(metrics)  # each [n, S]: one copy per report
-        check_finite(metrics, end - len(next(iter(metrics.values()))), ids)
+        check_finite(metrics, end - len(next(iter(metrics.values()))), ids, trainer.name)
         means = {f"{kind}/{phase}": float(np.mean(metrics[f"{kind}/{phase}"]))
                  for kind in ("loss", "grad_norm") for phase in trainer.phases}
         if stop is not None:
             means["loss/held_out"] = float(stop.update(end, states_now).mean())
         if mngr is not None:
-            checkpoint.save(mngr, end, states_now, force=end == config.num_iterations)
+            checkpoint.save(mngr, end, states_now, force=end == trainer.num_iterations)
         if on_report is not None:
             on_report(end, means, states_now)
 
     train_keys = jnp.stack([seed_keys(s)[1] for s in ids])
-    if first < config.num_iterations:
+    if first < trainer.num_iterations:
         states = seeds.runner()(trainer.step, states, data, train_keys, first,
-                                config.num_iterations - first, report_every=config.log_every,
+                                trainer.num_iterations - first, report_every=config.log_every,
                                 on_report=report)
     if mngr is not None:
         mngr.wait_until_finished()
@@ -171,8 +202,9 @@ def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: trai
 
 
 def test_scores(trainer: Trainer, states, images: np.ndarray) -> list[np.ndarray]:
-    """Returns one `[M]` array of anomaly logits of `images` per seed of stacked `states`
-    (as `train_states` returns them; each seed's parameters go to the device once)."""
+    """Returns one `[M]` array of anomaly scores of `images` per seed of stacked `states`
+    (as `train_states` returns them; each seed's parameters go to the device once): the
+    classifier's anomaly logits, or the teacher's scores."""
     predict = _predict_program(trainer.net)
     num_seeds = jax.tree.leaves(states)[0].shape[0]
     per_seed = [jax.device_put(s) for s in seeds.unstack(jax.device_get(states), num_seeds)]
@@ -180,5 +212,9 @@ def test_scores(trainer: Trainer, states, images: np.ndarray) -> list[np.ndarray
 
 
 @functools.cache
-def _predict_program(net: models.OneClassNet):
+def _predict_program(net: nn.Module):
+    if isinstance(net, teacher_lib.TeacherNet):
+        program = teacher_lib.score_program(net)
+        return lambda state, batch: program(
+            {"params": state.params, "batch_stats": state.batch_stats}, batch)
     return xla.jit(train.make_predict(net))

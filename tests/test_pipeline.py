@@ -82,8 +82,8 @@ def test_tensorboard_gets_each_phase_s_loss_and_gradient_norm_and_the_speed(tmp_
 def test_non_finite_loss_stops_the_run_naming_phase_iteration_and_seed(tmp_path):
     config = _config(learning_rate=math.inf)
     with pytest.raises(trainer.NonFiniteError,
-                       match=r"non-finite (closeness|intra_class|dispersion) "
-                             r"(loss|gradient norm) at iteration \d+ of seed \d+"):
+                       match=r"the classifier's (closeness|intra_class|dispersion) "
+                             r"(loss|gradient norm) is non-finite at iteration \d+ of seed \d+"):
         pipeline.run_experiment(config, str(tmp_path), data=_synthetic())
     assert not (tmp_path / "results.json").exists()
 

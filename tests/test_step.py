@@ -94,7 +94,7 @@ def test_every_trainer_of_the_project_builds_its_step_with_make_step(monkeypatch
                                                                  latent_channels=2))
     dsvdd.train_dsvdd(images, jax.random.key(0), ae_num_steps=1, num_steps=1, batch_size=8)
     teacher.train_teacher(images, jax.random.key(0), num_steps=1, batch_size=8,
-                          learning_rate=1e-3, teacher=teacher.TeacherNet(conv_features=(4,) * 5,
+                          tx=optax.adam(1e-3), teacher=teacher.TeacherNet(conv_features=(4,) * 5,
                                                                          dense_features=8))
     trainer.make_trainer(apply_tiny(default_config()))
     assert built == [("reconstruction",), ("reconstruction",), ("svdd",), ("transformation",),

@@ -1,14 +1,16 @@
 """The transformation teacher: its transformations, that training teaches it the normal images'
 orientation, its scores as a detector and as the split's typicality, and its config keys."""
 
+import dataclasses
 import json
 
 import jax
 import numpy as np
+import optax
 import pytest
 from conftest import TINY, apply_tiny
 
-from ics_jax import baselines, default_config, evaluate, pipeline, teacher
+from ics_jax import baselines, default_config, evaluate, pipeline, teacher, trainer
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
@@ -74,7 +76,7 @@ def test_each_input_is_labelled_with_the_transformation_applied(name):
 def test_non_square_images_are_refused_with_the_reason():
     with pytest.raises(ValueError, match="square"):
         teacher.train_teacher(np.zeros((4, 8, 6, 1), np.float32), jax.random.key(0), num_steps=1,
-                              batch_size=2, learning_rate=1e-3, teacher=NET)
+                              batch_size=2, tx=optax.adam(1e-3), teacher=NET)
 
 
 # The teacher as a detector ----------------------------------------------------------------------
@@ -84,7 +86,7 @@ def test_training_teaches_the_normal_orientation_and_an_untrained_teacher_knows_
     aucs = {}
     for steps in (0, 30):
         net, variables = teacher.train_teacher(data.x_train, jax.random.key(0), num_steps=steps,
-                                               batch_size=16, learning_rate=1e-2, teacher=NET)
+                                               batch_size=16, tx=optax.adam(1e-2), teacher=NET)
         scores = teacher.teacher_scores(net, variables, data.x_test)
         assert scores.shape == (80,) and scores.dtype == np.float32
         aucs[steps] = evaluate.auc(data.y_test, scores)
@@ -96,7 +98,7 @@ def test_training_teaches_the_normal_orientation_and_an_untrained_teacher_knows_
 def test_scores_are_per_image_for_the_autoencoders_image_shapes(shape):
     images = np.random.default_rng(2).random((6,) + shape, dtype=np.float32)
     net, variables = teacher.train_teacher(images, jax.random.key(0), num_steps=1, batch_size=4,
-                                           learning_rate=1e-3, teacher=NET)
+                                           tx=optax.adam(1e-3), teacher=NET)
     scores = teacher.teacher_scores(net, variables, images)
     assert scores.shape == (6,) and np.isfinite(scores).all()
     # Minus a mean log-probability over the 4 turns: positive; an image's score is its own.
@@ -110,7 +112,7 @@ def test_the_mirrored_teacher_scores_an_image_and_its_mirror_alike_and_learns_th
     net = teacher.TeacherNet(conv_features=(4,) * 5, dense_features=16,
                              transformations="rotate_mirrored")
     net, variables = teacher.train_teacher(data.x_train, jax.random.key(0), num_steps=30,
-                                           batch_size=16, learning_rate=1e-2, teacher=net)
+                                           batch_size=16, tx=optax.adam(1e-2), teacher=net)
     scores = teacher.teacher_scores(net, variables, data.x_test)
     mirrored = teacher.teacher_scores(net, variables, data.x_test[:, :, ::-1])
     np.testing.assert_allclose(mirrored, scores, rtol=1e-5)
@@ -126,7 +128,7 @@ def test_the_step_and_the_scoring_compile_once(monkeypatch):
     net = teacher.TeacherNet(conv_features=(3,) * 5, dense_features=8)  # no program cached
     images = _data().x_train
     net, variables = teacher.train_teacher(images, jax.random.key(0), num_steps=4, batch_size=8,
-                                           learning_rate=1e-3, teacher=net)
+                                           tx=optax.adam(1e-3), teacher=net)
     assert len(traces) == 1  # one step, traced once for all four
     teacher.teacher_scores(net, variables, images)  # 200 images: one batch of 256
     teacher.teacher_scores(net, variables, images[:130])  # the same batch shape
@@ -152,23 +154,37 @@ def test_the_teacher_split_cuts_the_least_typical_rho_by_the_teachers_score():
                                   teacher.teacher_scores(net, variables, data.x_test))
 
 
-def test_the_teacher_method_runs_one_teacher_per_seed_keyed_by_the_seed(tmp_path):
+def test_the_teacher_method_trains_its_seeds_as_the_classifier_does_each_keyed_by_its_seed(
+        tmp_path):
     data = _data()
-    config = _config(method="teacher", num_seeds=2, seed=3)
+    config = _config(method="teacher", num_seeds=2, seed=3, log_every=2)
     events = []
     results = pipeline.run_experiment(config, str(tmp_path), data=data, progress=events.append)
     assert results["seeds"] == [3, 4] and len(set(results["auc"])) == 2
-    # Progress: each seed's first and last step (TINY: 3 steps), in order.
-    steps = [(e["seed"], e["step"]) for e in events if e["stage"] == "teacher"]
-    assert steps == [(3, 1), (3, 3), (4, 1), (4, 3)]
-    alone = teacher.run_teacher(config, data.x_train, data.x_test, jax.random.key(4))
-    assert results["auc"][1] == evaluate.auc(data.y_test, alone)
-    assert json.loads((tmp_path / "results.json").read_text())["auc"] == results["auc"]
+    # Reports of the one loop: after the first step, every log_every and the last (TINY: 3).
+    reports = [(e["iteration"], e["num_iterations"]) for e in events if e["stage"] == "train"]
+    assert reports == [(1, 3), (2, 3), (3, 3)]
+    assert {"transformation"} == set(events[-1]["losses"])
+    alone = pipeline.run_experiment(_config(method="teacher", num_seeds=1, seed=4, log_every=2),
+                                    str(tmp_path / "alone"), data=data)
+    assert alone["auc"] == results["auc"][1:]  # seed 4 computes alone what it computes beside 3
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == config.teacher_num_steps  # checkpointed: a killed run resumes
     assert not (tmp_path / "split.npz").exists()
     # The teacher's keys are this method's own: another training length is another run.
     with pytest.raises(config_lib.ConfigError, match="teacher_num_steps"):
         pipeline.run_experiment(_config(method="teacher", num_seeds=2, seed=3,
                                         teacher_num_steps=4), str(tmp_path), data=data)
+
+
+def test_a_non_finite_teacher_loss_stops_the_run_naming_the_teacher(tmp_path, monkeypatch):
+    data = _data()
+    broken = data.x_train.copy()
+    broken[:] = np.nan  # every batch is NaN: the loss is NaN from the first step
+    with pytest.raises(trainer.NonFiniteError, match=r"the teacher's transformation loss is "
+                       r"non-finite at iteration 1 of seed 0"):
+        pipeline.run_experiment(_config(method="teacher", num_seeds=1, log_every=1),
+                                str(tmp_path), data=dataclasses.replace(data, x_train=broken))
 
 
 # Config and workdir -----------------------------------------------------------------------------
