@@ -24,7 +24,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for this run's outputs."
 
 
 class _Progress:
-    """Prints the progress lines of the split's network, the teacher and the classifier."""
+    """Prints the progress lines of the split's networks, its checks and the trained network."""
 
     def __init__(self):
         self.last = None  # (iteration, seconds) of the previous training line
@@ -34,9 +34,10 @@ class _Progress:
             print(f"split {event['network']}: step {event['step']}/{event['num_steps']}  "
                   f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
             return
-        if event["stage"] == "teacher":
-            print(f"teacher, seed {event['seed']}: step {event['step']}/{event['num_steps']}  "
-                  f"loss {event['loss']:.4f}  {event['seconds']:.0f} s", flush=True)
+        if event["stage"] == "sight":  # what each split score was found to see
+            print("split checks (0 chance, 1 perfect): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in event["checks"].items()) + "; weights: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in event["weights"].items()), flush=True)
             return
         it, total, seconds = event["iteration"], event["num_iterations"], event["seconds"]
         losses = "  ".join(f"{k} {v:.4f}" for k, v in event["losses"].items())
@@ -86,12 +87,14 @@ def main(argv: list[str]) -> None:
         return
     data = data_lib.load_one_class(config.dataset, config.normal_class,
                                    data_dir=config.data_dir, tfds_data_dir=config.tfds_data_dir)
-    budget = (f"{config.num_seeds} seed(s) x {config.num_iterations} iterations"
-              if config.method in trainer.METHOD_PHASES else
+    budget = (f"{config.num_seeds} seed(s) x {trainer.make_trainer(config).num_iterations} "
+              "iterations" if config.method in trainer.TRAINED else
               "one run, no seed" if config.method in baselines.DETERMINISTIC else
               f"{config.num_seeds} seed(s)")
-    print(f"{config.method} on {config.dataset} class {config.normal_class}: {budget} -> "
-          f"{workdir}", flush=True)
+    split = (f", the split by {config.split_by}"
+             if config.method in workdir_lib.SPLIT_METHODS else "")
+    print(f"{config.method} on {config.dataset} class {config.normal_class}{split}: {budget} "
+          f"-> {workdir}", flush=True)
     t0 = time.time()
     results = pipeline.run_experiment(config, workdir, data=data, progress=_Progress())
     print(f"{_summary(results, workdir)}; {time.time() - t0:.0f} s", flush=True)

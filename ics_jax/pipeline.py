@@ -34,6 +34,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     `config` (tests, notebooks); `split` reuses a split computed for the same data and `rho`
     (ablations, sweeps); `progress` receives a dict per event: `{"stage": "split", "network",
     "step", "num_steps", "loss", "seconds"}` while the split's networks train, `{"stage":
+    "sight", "checks", "weights"}` when the split's checks are done (`split_by='auto'`), `{"stage":
     "train", "iteration", "num_iterations", "losses", "seconds"}` after each report of a
     trained network (the classifier's or, with method 'teacher', the teacher's).
     """
@@ -122,6 +123,8 @@ def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Sp
                 progress({"stage": "split", "network": network, "step": step,
                           "num_steps": num_steps, "loss": loss, "seconds": time.time() - t0})
         split, _ = split_lib.compute_split(config, data.x_train, key, data.x_test, on_step)
+        if progress is not None and split.sight is not None:
+            progress({"stage": "sight", **split.sight})
     if primary:
         split_lib.save(path, split)
         outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),

@@ -128,6 +128,8 @@ def test_run_writes_results_config_split_checkpoints_metrics_and_figure(cli_run)
                  if line.startswith(f"split {network}: step")]
         assert lines and lines[-1].split()[3] == f"{steps}/{steps}"
     assert results["method"] == "ics" and results["split_by"] == "auto"
+    assert any(line.startswith("split checks (0 chance, 1 perfect): teacher ")
+               for line in cli_run["stdout"].splitlines())
     sight = results["sight"]  # what the checks found, and the weights they gave
     assert set(sight["checks"]) == set(sight["weights"]) == {"teacher", "ssim"}
     assert sum(sight["weights"].values()) == pytest.approx(1.0)
