@@ -18,6 +18,7 @@ import ml_collections
 from experiments import paper
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
+from ics_jax import methods as methods_lib
 from ics_jax import outputs, pipeline
 from ics_jax import split as split_lib
 from ics_jax import workdir as workdir_lib
@@ -77,9 +78,9 @@ def cells(config: ml_collections.ConfigDict) -> list[Cell]:
     classes = _parse_list(config, "normal_classes", int, tuple(range(10)))
     methods = _parse_list(config, "methods", str, paper.METHODS)
     rhos = _parse_list(config, "rhos", float)
-    return [Cell(d, c, m, r if m in workdir_lib.SPLIT_METHODS and m != "ssim" else None)
+    return [Cell(d, c, m, r if m in methods_lib.SPLIT and m != "ssim" else None)
             for d in datasets for c in classes for m in methods
-            for r in (rhos if m in workdir_lib.SPLIT_METHODS and m != "ssim" else [None])]
+            for r in (rhos if m in methods_lib.SPLIT and m != "ssim" else [None])]
 
 
 def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections.ConfigDict:
@@ -129,7 +130,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
                                                    tfds_data_dir=c.tfds_data_dir)}
         data = loaded[key]
         split = None
-        if c.method in workdir_lib.SPLIT_METHODS:
+        if c.method in methods_lib.SPLIT:
             split = _class_split(c, data, os.path.dirname(cell.directory(workdir)))
         results = pipeline.run_experiment(c, cell.directory(workdir), data=data, split=split)
         if on_cell is not None:

@@ -68,9 +68,9 @@ def _summary(results: dict, workdir: str) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
-    from ics_jax import baselines, distributed, pipeline, trainer
     from ics_jax import config as config_lib
     from ics_jax import data as data_lib
+    from ics_jax import distributed, methods, pipeline, trainer
     from ics_jax import workdir as workdir_lib
 
     config, workdir = _CONFIG.value, _WORKDIR.value
@@ -88,11 +88,11 @@ def main(argv: list[str]) -> None:
     data = data_lib.load_one_class(config.dataset, config.normal_class,
                                    data_dir=config.data_dir, tfds_data_dir=config.tfds_data_dir)
     budget = (f"{config.num_seeds} seed(s) x {trainer.make_trainer(config).num_iterations} "
-              "iterations" if config.method in trainer.TRAINED else
-              "one run, no seed" if config.method in baselines.DETERMINISTIC else
+              "iterations" if config.method in methods.TRAINED else
+              "one run, no seed" if not methods.METHODS[config.method].seeded else
               f"{config.num_seeds} seed(s)")
     split = (f", the split by {config.split_by}"
-             if config.method in workdir_lib.SPLIT_METHODS else "")
+             if config.method in methods.SPLIT else "")
     print(f"{config.method} on {config.dataset} class {config.normal_class}{split}: {budget} "
           f"-> {workdir}", flush=True)
     t0 = time.time()

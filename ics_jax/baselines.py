@@ -18,9 +18,6 @@ from ics_jax import data as data_lib
 from ics_jax import dsvdd, vgg
 from ics_jax import split as split_lib
 
-# Methods whose scores do not depend on a seed: they run once, whatever `num_seeds` says.
-DETERMINISTIC = ("ocsvm", "imagenet_ocsvm", "ssim", "split")
-
 
 def global_contrast_normalize(images: np.ndarray) -> np.ndarray:
     """Returns `[N, ...]` images minus their own mean, divided by their own mean absolute value
@@ -78,7 +75,7 @@ def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
 def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
                   split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
     """Returns one `[M]` score array per seed of `seed_ids` for a baseline `config.method`
-    (one array for the methods in DETERMINISTIC)."""
+    (one array for a method that `methods.METHODS` marks unseeded)."""
     method = config.method
     if method in ("ssim", "split"):  # the split's own score (ssim: the autoencoder's)
         return [ssim_anomaly_scores(split)]

@@ -5,10 +5,11 @@ import os
 
 import ml_collections
 
+from ics_jax import methods
+
 CHOICES = {
     "dataset": ("mnist", "fashion_mnist", "cifar10"),
-    "method": ("ics", "nn_w_ics", "naive_nn", "split", "ssim", "ocsvm", "iforest", "dsvdd",
-               "imagenet_ocsvm", "teacher"),
+    "method": tuple(methods.METHODS),
     "backbone": ("alexnet", "icsnet"),
     "distance": ("difference", "absolute", "squared"),
     "schedule": ("alternating", "joint"),
@@ -173,7 +174,8 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
     if not 0.0 <= config.validation_fraction < 0.5:
         raise ConfigError(f"validation_fraction={config.validation_fraction} must lie in "
                           "[0, 0.5): the part of the split held out for the stop")
-    if config.validation_fraction and config.method not in ("ics", "nn_w_ics"):
+    if config.validation_fraction and not (config.method in methods.CLASSIFIERS
+                                           and methods.METHODS[config.method].split):
         raise ConfigError(f"validation_fraction holds out part of the split, which "
                           f"method={config.method} does not train on; leave it 0")
     if config.dispersion_weight < 0:

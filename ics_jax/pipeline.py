@@ -16,7 +16,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ics_jax import baselines, distributed, evaluate, outputs
+from ics_jax import baselines, distributed, evaluate, methods, outputs
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
@@ -55,13 +55,13 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     seed_ids = trainer_lib.seed_ids(config)
 
     t0 = time.time()
-    if config.method in workdir_lib.SPLIT_METHODS:
+    if config.method in methods.SPLIT:
         split = _split(config, workdir, data, split, split_key, progress, primary)
     t_split = time.time() - t0
 
     t0 = time.time()
     extra = {}
-    if config.method in trainer_lib.TRAINED:
+    if config.method in methods.TRAINED:
         trainer = trainer_lib.make_trainer(config)
         training_split, stop = trainer_lib.stop_rule(
             trainer, config, data.x_train, split, split_key,
@@ -74,7 +74,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
         scores = trainer_lib.test_scores(trainer, states, data.x_test)
         extra = reports.results(states, scores, split, stop)
     else:
-        if config.method in baselines.DETERMINISTIC:
+        if not methods.METHODS[config.method].seeded:
             seed_ids = seed_ids[:1]
         scores = baselines.method_scores(config, data, split, seed_ids)
     t_train = time.time() - t0  # training or fitting, and scoring the test set

@@ -4,7 +4,7 @@
 `test_scores` scores images with it.
 
 ICS and its two network baselines differ only in the phases of an iteration
-(`METHOD_PHASES`); the teacher is one more network with one phase. Everything else here is
+(`methods.METHODS`); the teacher is one more network with one phase. Everything else here is
 shared by `run_experiment`, the estimators and the benchmark.
 """
 
@@ -19,14 +19,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from ics_jax import checkpoint, evaluate, models, seeds, stopping, train, xla
+from ics_jax import checkpoint, evaluate, methods, models, seeds, stopping, train, xla
 from ics_jax import split as split_lib
 from ics_jax import teacher as teacher_lib
-
-METHOD_PHASES = {"ics": train.PHASES, "nn_w_ics": ("intra_class",),
-                 "naive_nn": (train.NORMAL_ONLY,)}
-# The methods whose networks train here, with seeds: the classifiers and the teacher.
-TRAINED = (*METHOD_PHASES, "teacher")
 
 
 def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -35,7 +30,7 @@ def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
         return ("transformation",)
     if config.method == "ics" and config.schedule == "joint":
         return train.JOINT_PHASES
-    return METHOD_PHASES[config.method]
+    return methods.METHODS[config.method].phases
 
 
 class NonFiniteError(FloatingPointError):
@@ -84,7 +79,7 @@ class Trainer:
 
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
-    """Returns the `Trainer` of `config.method` (one of `TRAINED`)."""
+    """Returns the `Trainer` of `config.method` (one of `methods.TRAINED`)."""
     if config.method == "teacher":
         net, tx = teacher_lib.build_teacher(config), teacher_lib.optimizer(config)
         return Trainer("teacher", net, tx, phases(config),

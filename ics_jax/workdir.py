@@ -7,10 +7,8 @@ import os
 import ml_collections
 
 from ics_jax import config as config_lib
-from ics_jax import trainer as trainer_lib
+from ics_jax import methods
 
-# Methods that need the autoencoder's typical/atypical split.
-SPLIT_METHODS = ("ics", "nn_w_ics", "ssim", "split")
 # Config keys that decide how a run executes but not what it computes: a run may resume (or a
 # finished one be found) with other values.
 EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
@@ -19,7 +17,7 @@ EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
 # Keys that only the split (and the methods that use it) read.
 SPLIT_KEYS = ("rho", "ssim_max_val", "split_seed", "split_by")
 SPLIT_KEY_PREFIX = "ae_"
-# The transformation teacher's keys: read only where a teacher trains (`reads_teacher`).
+# The transformation teacher's keys: read only where a teacher trains (`methods.reads_teacher`).
 TEACHER_KEY_PREFIX = "teacher_"
 # Keys added after runs were kept, each with the value that computes what those runs did.
 ADDED_KEYS = {"validation_fraction": 0.0, "lr_schedule": "constant", "warmup_iterations": 100,
@@ -44,9 +42,9 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     ignored = set(EXECUTION_KEYS)
     if config.lr_schedule == "constant":  # a schedule that decays to 0 at the end fixes the length
         ignored.add("num_iterations")
-    if config.method not in SPLIT_METHODS:
+    if config.method not in methods.SPLIT:
         ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
-    if not reads_teacher(config):
+    if not methods.reads_teacher(config):
         ignored |= {k for k in now if k.startswith(TEACHER_KEY_PREFIX)}
     # A key missing from `before` came with a later version: it counts as changed, unless
     # `ADDED_KEYS` names the value that computes what runs made without it did.
@@ -57,17 +55,11 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
         raise config_lib.ConfigError(
             f"{workdir} holds a run with {k}={before.get(k)!r}, not {now[k]!r}; use a new "
             "--workdir, or the same config to resume")
-    if (config.method in trainer_lib.METHOD_PHASES
+    if (config.method in methods.CLASSIFIERS
             and before.get("num_iterations", 0) > config.num_iterations):
         raise config_lib.ConfigError(
             f"{workdir} holds a run of num_iterations={before['num_iterations']}, more than "
             f"{config.num_iterations}; ask at least as many, or use a new --workdir")
-
-
-def reads_teacher(config: ml_collections.ConfigDict) -> bool:
-    """Whether `config` trains the transformation teacher: as its method, or to cut its split."""
-    return config.method == "teacher" or (config.method in SPLIT_METHODS
-                                          and config.split_by in ("teacher", "auto"))
 
 
 def finished_results(workdir: str, config: ml_collections.ConfigDict) -> dict | None:
@@ -80,7 +72,7 @@ def finished_results(workdir: str, config: ml_collections.ConfigDict) -> dict | 
         return None
     with open(path) as f:
         results = json.load(f)
-    if (config.method in trainer_lib.METHOD_PHASES
+    if (config.method in methods.CLASSIFIERS
             and results["num_iterations"] != config.num_iterations):
         return None
     return results

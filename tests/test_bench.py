@@ -6,7 +6,7 @@ import pytest
 from experiments import bench, torch_peer
 from experiments.configs import bench as bench_config
 from ics_jax import config as config_lib
-from ics_jax import trainer
+from ics_jax import methods, trainer
 
 ITERATION_KEYS = {"first_report_s", "iterations_per_s", "images_per_s", "gflops",
                   "fraction_of_peak", "memory_bytes", "host_overhead_fraction"}
@@ -25,7 +25,7 @@ def test_results_hold_every_figure_with_consistent_units(quick):
     assert results["placement"] == "loop" and results["matmul_gflops"] > 0
     step = results["iteration"]
     assert set(step) == ITERATION_KEYS
-    per_iteration = bench.images_per_iteration(trainer.METHOD_PHASES["ics"], config.batch_size)
+    per_iteration = bench.images_per_iteration(methods.METHODS["ics"].phases, config.batch_size)
     assert per_iteration == 5 * config.batch_size  # 2 pair phases of 2 batches, one binary
     assert 0 <= step["host_overhead_fraction"] <= 1 and step["gflops"] > 0
     rows = results["seeds"]
