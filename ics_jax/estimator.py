@@ -1,11 +1,12 @@
-"""The detectors: `Teacher` (the transformation teacher alone, the default on natural images),
-`ICS` (by default on the teacher's split), `AutoencoderSSIM` (the split autoencoder's SSIM
-alone, the paper's SSIM baseline) and `DeepSVDD`, each a `detector.Detector` (PyOD's methods
-and attributes, scikit-learn's parameters, save and load).
+"""The detectors: `SplitScore` (the self-checked split's own score: the teacher and SSIM, each
+as far as it sees), `ICS` (by default on that split), `Teacher` (the transformation teacher
+alone), `AutoencoderSSIM` (the split autoencoder's SSIM alone, the paper's SSIM baseline) and
+`DeepSVDD`, each a `detector.Detector` (PyOD's methods and attributes, scikit-learn's
+parameters, save and load).
 
-    model = ics_jax.Teacher().fit(normal_images)  # [N, H, W, C] or [N, H, W], uint8 or [0, 1]
+    model = ics_jax.SplitScore().fit(normal_images)  # [N, H, W, C] or [N, H, W], uint8 or [0, 1]
     scores = model.decision_function(new_images)  # [M], higher = more anomalous
-    model.save("detector"); model = ics_jax.Teacher.load("detector")
+    model.save("detector"); model = ics_jax.SplitScore.load("detector")
 
 The parameters are config keys (`ics_jax.default_config()`, the experiments' defaults) with
 defaults of their own where a detector should fit about 6,000 small images in minutes on a
@@ -47,11 +48,12 @@ def config_defaults(*keys: str) -> dict:
 
 class ICS(detector.Detector):
     """Deep one-class classification by intra-class splitting: a score splits the normal images
-    into typical and the `rho` least typical (`split_by`: the split autoencoder's SSIM, the
-    paper's, or the transformation teacher's score), and `num_seeds` classifiers are trained on
-    the split. `decision_function` is their mean anomaly logit; with `combine_split=True`, ICS +
-    the split's score: the mean of an image's rank by that logit and by the anomaly score the
-    split was cut by, each among the training images' (`evaluate.ics_split_scores`).
+    into typical and the `rho` least typical (`split_by`: 'auto', `SplitScore`'s score; 'ssim',
+    the split autoencoder's, the paper's; 'teacher', the transformation teacher's), and
+    `num_seeds` classifiers are trained on the split. `decision_function` is their mean anomaly
+    logit; with `combine_split=True`, ICS + the split's score: the mean of an image's rank by
+    that logit and by the anomaly score the split was cut by, each among the training images'
+    (`evaluate.ics_split_scores`).
 
     Training length: `num_iterations`, at most `max_epochs` passes of the binary phase's
     batches over the N images (`ceil(max_epochs * N / batch_size)`; None: no cap); `n_iter_`
