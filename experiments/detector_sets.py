@@ -10,6 +10,10 @@ training and test image turned by a seeded random quarter turn) in any order. Pe
 line in `workdir/cells.jsonl` (a finished cell is skipped on a rerun): the test AUC of ICS, of
 the split's score (`ICS.split_score`), of the one-class SVM on the [0, 1] pixels (nu 0.1,
 `baselines.ocsvm_scores`), the split's checks and weights, and the fit times.
+
+    python -m experiments.detector_sets --report docs/sight/sets.jsonl
+
+prints them as the markdown table of docs/sight.md.
 """
 
 import json
@@ -48,7 +52,24 @@ def run_cell(cell: str, data_root: str) -> dict:
             "ics_fit_seconds": round(ics_seconds, 1), "ocsvm_fit_seconds": round(ocsvm_seconds, 1)}
 
 
+def report(rows: list[dict]) -> str:
+    """Returns the markdown table of `rows` (`run_cell`'s), AUC in %."""
+    lines = ["| cell | images | checks (teacher, SSIM) | weights | ICS | the split's score | "
+             "pixel OCSVM | ICS fit |", "| --- |" + " --- |" * 7]
+    for r in rows:
+        lines.append(
+            f"| {r['cell']} | {r['n_train']} | {r['checks']['teacher']:.2f}, "
+            f"{r['checks']['ssim']:.2f} | {r['weights']['teacher']:.1f}, "
+            f"{r['weights']['ssim']:.1f} | {100 * r['auc_ics']:.1f} | {100 * r['auc_split']:.1f}"
+            f" | {100 * r['auc_ocsvm']:.1f} | {r['ics_fit_seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
+    if "--report" in argv:
+        with open(argv[argv.index("--report") + 1]) as f:
+            print(report([json.loads(line) for line in f]))
+        return
     workdir = argv[argv.index("--workdir") + 1]
     data_root = argv[argv.index("--data_root") + 1]
     os.makedirs(workdir, exist_ok=True)
