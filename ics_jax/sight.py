@@ -128,12 +128,14 @@ def combined(anomaly: dict, reference: dict, weights: dict) -> np.ndarray:
     return np.sum([weights[k] * r for k, r in zip(used, ranks, strict=True)], axis=0)
 
 
-def fit(config, images: np.ndarray, key: jax.Array, progress=None) -> tuple[dict, Sight]:
+def fit(config, images: np.ndarray, key: jax.Array,
+        progress=None) -> tuple[dict, Sight, np.ndarray]:
     """Trains `config`'s teacher and split autoencoder on all but a held-out tenth of `images`
     `[N, H, W, C]` (drawn by `config.split_seed`), checks each score on that tenth; returns
-    `(model, sight)`: `model` = `{teacher, autoencoder, reference: {score: [N - H]}}` (the
-    networks' variables, the anomaly scores of the images they trained on). The teacher only
-    for square images. `progress(network, step, num_steps, loss)` follows the training."""
+    `(model, sight, anomaly)`: `model` = `{teacher, autoencoder, reference: {score: [N - H]}}`
+    (the networks' variables, the anomaly scores of the images they trained on), `anomaly`
+    `[N]` the split's anomaly score of `images` (`split_anomaly`'s). The teacher only for
+    square images. `progress(network, step, num_steps, loss)` follows the training."""
     from ics_jax import autoencoder as ae_lib
 
     fit_idx, held_idx = holdout(images.shape[0], config.split_seed)
@@ -157,8 +159,10 @@ def fit(config, images: np.ndarray, key: jax.Array, progress=None) -> tuple[dict
         loss=config.ae_loss, progress=follow("autoencoder", config.ae_num_steps))
     checks["ssim"] = ssim_check(*(anomaly_scores(config, model, x, ("ssim",))["ssim"]
                                   for x in (held, quadrants_moved(held))))
-    model["reference"] = anomaly_scores(config, model, train, tuple(checks))
-    return model, weigh(checks)
+    everything = anomaly_scores(config, model, images, tuple(checks))  # each image once
+    model["reference"] = {k: v[fit_idx] for k, v in everything.items()}
+    sight = weigh(checks)
+    return model, sight, combined(everything, model["reference"], sight.weights)
 
 
 def anomaly_scores(config, model: dict, images: np.ndarray, scores=SCORES) -> dict:

@@ -99,12 +99,11 @@ def compute_split(config, images: np.ndarray, key: jax.Array,
     from ics_jax import sight as sight_lib
 
     if config.split_by == "auto":
-        model, sight = sight_lib.fit(config, images, key, progress)
-        typicality = lambda x: -sight_lib.split_anomaly(config, model, sight, x)  # noqa: E731
-        split = dataclasses.replace(split_by_score(typicality(images), config.rho),
-                                    sight=sight.to_dict())
+        model, sight, anomaly = sight_lib.fit(config, images, key, progress)
+        split = dataclasses.replace(split_by_score(-anomaly, config.rho), sight=sight.to_dict())
         if test_images is not None:
-            split = dataclasses.replace(split, test_scores=typicality(test_images))
+            split = dataclasses.replace(split, test_scores=-sight_lib.split_anomaly(
+                config, model, sight, test_images))
         return split, model
     follow = {net: None if progress is None else (
         lambda step, loss, net=net, n=n: progress(net, step, n, loss))
