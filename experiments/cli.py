@@ -1,5 +1,6 @@
 """What every command of `experiments/` shares: config-name resolution and one-line errors."""
 
+import json
 import os
 import sys
 import warnings
@@ -8,6 +9,9 @@ from collections.abc import Callable
 from absl import app, flags
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# Where each dataset lies under a folder like ../shared/data (its README).
+DATA_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
+              "cifar10": "cifar10_jpeg.tar.gz"}
 
 
 class UsageError(ValueError):
@@ -85,3 +89,30 @@ def run_app(main: Callable[[list[str]], None]) -> None:
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1 if isinstance(e, NonFiniteError) else 2)
+
+
+def cells_main(argv: list[str], run_cell: Callable[[str, str], dict],
+               report: Callable[[list[dict]], str]) -> None:
+    """The command line of a study of cells (`dataset:class[:options]`), one JSON line each:
+    `--workdir DIR --data_root DATA CELL ...` runs the cells not yet in `DIR/cells.jsonl`
+    (`run_cell(cell, data_root) -> row`), appending each row as it finishes; `--report FILE
+    ...` prints `report(rows)` of the rows in the files."""
+    if "--report" in argv:
+        rows = []
+        for path in argv[argv.index("--report") + 1:]:
+            with open(path) as f:
+                rows += [json.loads(line) for line in f]
+        print(report(rows))
+        return
+    workdir, data_root = (argv[argv.index(flag) + 1] for flag in ("--workdir", "--data_root"))
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "cells.jsonl")
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            done = {json.loads(line)["cell"] for line in f}
+    for cell in (a for a in argv[1:] if ":" in a and a not in done):
+        row = run_cell(cell, data_root)
+        print(json.dumps(row), flush=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")

@@ -16,22 +16,20 @@ the split's score (`ICS.split_score`), of the one-class SVM on the [0, 1] pixels
 prints them as the markdown table of docs/sight.md.
 """
 
-import json
 import os
 import sys
 import time
 
 import ics_jax
+from experiments import cli
 from ics_jax import baselines, evaluate, sight
 from ics_jax import data as data_lib
-
-FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10_jpeg.tar.gz"}
 
 
 def run_cell(cell: str, data_root: str) -> dict:
     dataset, normal_class, *options = cell.split(":")
     data = data_lib.load_one_class(dataset, int(normal_class),
-                                   os.path.join(data_root, FILES[dataset]))
+                                   os.path.join(data_root, cli.DATA_FILES[dataset]))
     x_train, x_test = data.x_train, data.x_test
     for option in options:
         if option.startswith("n"):
@@ -65,25 +63,5 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    if "--report" in argv:
-        with open(argv[argv.index("--report") + 1]) as f:
-            print(report([json.loads(line) for line in f]))
-        return
-    workdir = argv[argv.index("--workdir") + 1]
-    data_root = argv[argv.index("--data_root") + 1]
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "cells.jsonl")
-    done = set()
-    if os.path.exists(path):
-        with open(path) as f:
-            done = {json.loads(line)["cell"] for line in f}
-    for cell in (a for a in argv[1:] if ":" in a and a not in done):
-        row = run_cell(cell, data_root)
-        print(json.dumps(row), flush=True)
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    cli.cells_main(sys.argv, run_cell, report)

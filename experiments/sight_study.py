@@ -18,7 +18,6 @@ test AUCs, what `sight.weigh` chooses and the AUC of the split's score it makes,
 of each group of cells.
 """
 
-import json
 import os
 import sys
 import time
@@ -26,14 +25,13 @@ import warnings
 
 import numpy as np
 
+from experiments import cli
 from ics_jax import autoencoder as ae_lib
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import evaluate, sight
 from ics_jax import split as split_lib
 from ics_jax import teacher as teacher_lib
-
-FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist", "cifar10": "cifar10_jpeg.tar.gz"}
 
 
 def pseudo_anomalies(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -65,7 +63,7 @@ def run_cell(cell: str, data_root: str) -> dict:
     dataset, normal_class, *rest = cell.split(":")
     turned = rest == ["turned"]
     data = data_lib.load_one_class(dataset, int(normal_class),
-                                   os.path.join(data_root, FILES[dataset]))
+                                   os.path.join(data_root, cli.DATA_FILES[dataset]))
     x_train, x_test = data.x_train, data.x_test
     if turned:
         x_train, x_test = sight.turned(x_train, 1), sight.turned(x_test, 2)
@@ -145,30 +143,5 @@ def report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    if "--report" in argv:
-        rows = []
-        for path in argv[argv.index("--report") + 1:]:
-            with open(path) as f:
-                rows += [json.loads(line) for line in f]
-        print(report(rows))
-        return
-    workdir, data_root, cells = argv[argv.index("--workdir") + 1], \
-        argv[argv.index("--data_root") + 1], [a for a in argv[1:] if ":" in a]
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "cells.jsonl")
-    done = set()
-    if os.path.exists(path):
-        with open(path) as f:
-            done = {json.loads(line)["cell"] for line in f}
-    for cell in cells:
-        if cell in done:
-            continue
-        row = run_cell(cell, data_root)
-        print(json.dumps(row), flush=True)
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    cli.cells_main(sys.argv, run_cell, report)

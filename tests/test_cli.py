@@ -186,3 +186,22 @@ def test_a_finished_run_says_so_and_changes_nothing(cli_run):
     assert "finished" in out and "nothing changed" in out and "AUC" in out
     assert _iteration_lines(out) == []
     assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == stamps
+
+
+def test_a_study_runs_only_its_unfinished_cells_and_reports_every_row(tmp_path, capsys):
+    from experiments import cli
+
+    calls = []
+
+    def run_cell(cell, data_root):
+        calls.append(cell)
+        return {"cell": cell, "data_root": data_root}
+
+    start = ["study", "--workdir", str(tmp_path), "--data_root", "DATA"]
+    cli.cells_main([*start, "mnist:1", "mnist:2"], run_cell, None)
+    cli.cells_main([*start, "mnist:1", "mnist:2", "cifar10:3"], run_cell, None)  # a rerun
+    assert calls == ["mnist:1", "mnist:2", "cifar10:3"]
+    capsys.readouterr()
+    cli.cells_main(["study", "--report", str(tmp_path / "cells.jsonl")], run_cell,
+                   lambda rows: ",".join(f"{r['cell']}@{r['data_root']}" for r in rows))
+    assert capsys.readouterr().out == "mnist:1@DATA,mnist:2@DATA,cifar10:3@DATA\n"
