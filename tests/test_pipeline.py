@@ -27,8 +27,10 @@ def _synthetic(n_train=48, n_test=40, seed=0) -> data_lib.OneClassData:
 
 
 def _config(**overrides):
+    """The tiny default config on the SSIM split (one network to train: these tests are about
+    the run, not the split; tests/test_cli.py runs the default split end to end)."""
     config = apply_tiny(default_config())
-    config.update(overrides)
+    config.update(split_by="ssim", **overrides)
     return config
 
 
