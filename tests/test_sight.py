@@ -89,3 +89,12 @@ def test_the_combined_score_is_the_weighted_mean_of_ranks_among_the_references()
     anomaly = {"teacher": np.array([-1.0, 20.0]), "ssim": np.array([2000.0, -5.0])}
     out = sight.combined(anomaly, reference, {"teacher": 0.75, "ssim": 0.25})
     np.testing.assert_allclose(out, [0.75 * 0.0 + 0.25 * 1.0, 0.75 * 1.0 + 0.25 * 0.0])
+
+
+def test_non_square_images_are_split_by_ssim_alone():
+    wide = np.concatenate([_letters(120, 3), _letters(120, 4)[:, :, :4]], axis=2)  # 16x20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ics_jax.SplitScore(**SETTINGS).fit(wide)
+    assert set(model.checks_) == {"ssim"} and model.weights_ == {"ssim": 1.0}
+    assert "teacher" not in model.model_["split"]
