@@ -38,18 +38,10 @@ def pseudo_anomalies(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """Returns `{kind: [N, H, W, C]}` pseudo-anomalies made from `images` alone."""
     rng = np.random.default_rng(seed)
     n, h, w, _ = images.shape
+    hh, hw = h // 2, w // 2
     other = images[rng.permutation(n)]
     out = {"blend": 0.5 * (images + other)}
-    # The four quadrants in a random non-identity order.
-    hh, hw = h // 2, w // 2
-    quads = [images[:, :hh, :hw], images[:, :hh, hw:2 * hw], images[:, hh:2 * hh, :hw],
-             images[:, hh:2 * hh, hw:2 * hw]]
-    shuffled = images.copy()
-    perm = np.array([1, 3, 0, 2])
-    rows = [np.concatenate([quads[perm[0]], quads[perm[1]]], 2),
-            np.concatenate([quads[perm[2]], quads[perm[3]]], 2)]
-    shuffled[:, :2 * hh, :2 * hw] = np.concatenate(rows, 1)
-    out["quadrants"] = shuffled
+    out["quadrants"] = sight.quadrants_moved(images)
     # A patch of another image, half the side, pasted at a random place (CutPaste).
     pasted = images.copy()
     for i in range(n):
