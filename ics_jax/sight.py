@@ -141,7 +141,7 @@ def fit(config, images: np.ndarray, key: jax.Array,
     fit_idx, held_idx = holdout(images.shape[0], config.split_seed)
     train, held = images[fit_idx], images[held_idx]
     teacher_key, ae_key = jax.random.split(key)
-    model, checks = {"reference": {}}, {}
+    model, checks = {}, {}
 
     def follow(network, num_steps):
         return None if progress is None else (
