@@ -47,7 +47,7 @@ def train_autoencoder(images: np.ndarray, key: jax.Array, *, num_steps: int, bat
 
     state, _ = step_lib.fit(
         step_lib.make_step({"reconstruction": reconstruction}, tx), state, jnp.asarray(images),
-        batch_key, num_steps, progress_every=progress_every,
+        batch_key, num_steps, network="autoencoder", progress_every=progress_every,
         progress=None if progress is None else (
             lambda t, metrics: progress(t, metrics["loss/reconstruction"])))
     return autoencoder, state.params

@@ -17,6 +17,7 @@ CHOICES = {
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
     "split_by": ("auto", "ssim", "teacher"),
+    "targets": ("cut", "rank"),
     "teacher_transformations": ("rotate", "rotate_flip", "rotate_mirrored"),
     "lr_schedule": ("constant", "cosine"),
 }
@@ -65,6 +66,12 @@ def default_config() -> ml_collections.ConfigDict:
     c.schedule = "alternating"
     c.dispersion_weight = 1.0
     c.augment = "none"  # the classifier's inputs: 'shift' (up to 2 pixels), 'shift_flip'
+    # The student of the transformation teacher: the classifier is the teacher's network, starts
+    # from the split's trained teacher and keeps its task as a fourth phase (docs/students.md).
+    c.student = False
+    # What the binary phase learns: 'cut', the paper's typical / atypical labels; 'rank', pairs
+    # of normal images ordered by the split's score (a ranking loss in its place).
+    c.targets = "cut"
     # A label-free stop (ics_jax/stopping.py): this fraction of the typical and of the atypical
     # images is held out of training, and each seed's network is the one of the report
     # (every log_every iterations) with the lowest binary loss on them. 0: the last one.

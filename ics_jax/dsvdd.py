@@ -158,7 +158,7 @@ def _fit(name: str, loss_fn: Callable, module: nn.Module, variables: dict, targe
 
     state, metrics = step_lib.fit(step_lib.make_step({name: loss}, tx),
                                   step_lib.init_state(tx, variables), jnp.asarray(images), key,
-                                  num_steps)
+                                  num_steps, network=f"Deep SVDD {name}")
     losses = metrics[f"loss/{name}"] if num_steps else np.zeros(0, np.float32)
     return {"params": state.params, "batch_stats": state.batch_stats}, losses
 

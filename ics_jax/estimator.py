@@ -21,19 +21,19 @@ import jax
 import numpy as np
 
 from ics_jax import autoencoder as ae_lib
-from ics_jax import baselines, detector, dsvdd, evaluate, step, trainer
+from ics_jax import baselines, detector, dsvdd, evaluate, methods, step, trainer
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import sight as sight_lib
 from ics_jax import split as split_lib
 from ics_jax import teacher as teacher_lib
 
-# The split autoencoder's keys, shared by ICS and AutoencoderSSIM.
-_AE_KEYS = ("split_seed", "batch_size", "ae_num_steps", "ae_learning_rate", "ae_conv_features",
-            "ae_global_bottleneck", "ae_negative_slope", "ae_loss", "ssim_max_val")
+# The split autoencoder's keys, shared by ICS, SplitScore and AutoencoderSSIM (`rho` and
+# `split_by` are ICS's alone; `ae_latent_channels` is set below).
+_AE_KEYS = ("batch_size", *(k for k in methods.SPLIT_KEYS
+                            if k not in ("rho", "split_by", "ae_latent_channels")))
 # The transformation teacher's keys, shared by ICS, SplitScore and Teacher.
-_TEACHER_KEYS = ("teacher_num_steps", "teacher_learning_rate", "teacher_transformations",
-                 "teacher_conv_features", "teacher_dense_features")
+_TEACHER_KEYS = methods.TEACHER_KEYS
 # The autoencoder's code size: MNIST's (a dataset's is a config matter; docs/results.md); half the
 # experiments' steps, for time (docs/estimator.md).
 _AE_DEFAULTS = {"ae_latent_channels": config_lib.AE_LATENT_CHANNELS["mnist"],

@@ -24,3 +24,12 @@ def intra_class_loss(logits: jax.Array, atypical: jax.Array) -> jax.Array:
     atypical = atypical.astype(logits.dtype)
     return -jnp.mean(atypical * jax.nn.log_sigmoid(logits)
                      + (1.0 - atypical) * jax.nn.log_sigmoid(-logits))
+
+
+def ranking_loss(logits: jax.Array, ranks: jax.Array) -> jax.Array:
+    """The pairwise logistic (RankNet) loss of `[2B]` anomaly logits against `[2B]` target
+    ranks: the first `B` are paired with the last `B`, and each pair's logit difference should
+    have the sign of its rank difference (pairs of equal rank count for nothing)."""
+    first, second = jnp.split(logits, 2)
+    order = jnp.sign(jnp.subtract(*jnp.split(ranks, 2)))
+    return jnp.mean(jnp.abs(order) * jax.nn.softplus(-order * (first - second)))

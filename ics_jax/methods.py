@@ -1,7 +1,7 @@
 """Every method a config can name (`config.method`), in one place: which network trains with
-seeds, the classifier's phases, whether it needs the split and whether it has seeds. What the
-baselines score is in `ics_jax/baselines.py`; the config keys each part reads, in
-`ics_jax/workdir.py`'s rules, which read this table."""
+seeds, the classifier's phases, whether it needs the split, whether it has seeds, and which
+config keys it does not read (`unread_keys`: the workdir's resume rules and the estimators'
+parameters read them here). What the baselines score is in `ics_jax/baselines.py`."""
 
 import dataclasses
 
@@ -39,6 +39,22 @@ METHODS = {
 TRAINED = tuple(name for name, m in METHODS.items() if m.network)
 CLASSIFIERS = tuple(name for name, m in METHODS.items() if m.network == "classifier")
 SPLIT = tuple(name for name, m in METHODS.items() if m.split)
+
+
+# The split's keys (its autoencoder's, and how it is cut): read by the methods with `split`.
+SPLIT_KEYS = ("rho", "split_seed", "split_by", "ssim_max_val", "ae_num_steps", "ae_learning_rate",
+              "ae_conv_features", "ae_latent_channels", "ae_global_bottleneck",
+              "ae_negative_slope", "ae_loss")
+# The transformation teacher's keys: read where a teacher trains (`reads_teacher`).
+TEACHER_KEYS = ("teacher_num_steps", "teacher_learning_rate", "teacher_transformations",
+                "teacher_conv_features", "teacher_dense_features")
+
+
+def unread_keys(config: ml_collections.ConfigDict) -> set[str]:
+    """Returns the config keys that `config`'s run does not read: the split's without a split,
+    the teacher's where no teacher trains."""
+    unread = set() if METHODS[config.method].split else set(SPLIT_KEYS)
+    return unread if reads_teacher(config) else unread | set(TEACHER_KEYS)
 
 
 def reads_teacher(config: ml_collections.ConfigDict) -> bool:

@@ -107,14 +107,22 @@ class OneClassNet(nn.Module):
 
     `distance` picks the distance head's input: `difference` is the paper's `z_i - z_j`;
     `absolute` is `|z_i - z_j|`, symmetric in its arguments; `squared` is `(z_i - z_j)**2`.
+    `num_transformations` > 0 adds the teacher's head (`transformation_logits`, `[B, K]`): the
+    student of the transformation teacher keeps its task as a phase of the iteration.
     """
 
     backbone: nn.Module
     distance: str = "difference"
+    num_transformations: int = 0
 
     def setup(self):
         self.classifier = nn.Dense(1)
         self.distance_head = nn.Dense(1)
+        if self.num_transformations:
+            self.transformation_head = nn.Dense(self.num_transformations)
+
+    def transformation_logits(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return self.transformation_head(self.backbone(x, train))
 
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         z = self.backbone(x, train)
@@ -132,6 +140,8 @@ class OneClassNet(nn.Module):
     def init_all(self, x: jax.Array) -> jax.Array:
         """Touches every submodule so that `init` creates all parameters."""
         logit, z = self(x, train=False)
+        if self.num_transformations:
+            logit = logit + self.transformation_head(z)[:, 0]
         return logit + self.distance_logit(z, z)
 
 

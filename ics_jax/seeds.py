@@ -18,6 +18,7 @@
 Seed i computes the same numbers either way, up to the order of float sums.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -117,36 +118,32 @@ def _run_loop(step, states, data, seed_keys, first, num, *, report_every, on_rep
     return stack(per_seed)
 
 
-def _iterations(step, state, data, key, start, length: int):
-    """Runs `length` iterations of one seed from `start`; returns `(state, metrics)`, each
-    metric `[length]`: a `lax.scan`, or the step itself when `length` is 1 (XLA CPU)."""
-    if length == 1:
-        state, m = step(state, data, key, start)
-        return state, jax.tree.map(lambda v: v[None], m)
-    return jax.lax.scan(lambda s, it: step(s, data, key, it), state,
-                        start + jnp.arange(length))
-
-
 def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_report=None):
     on_report = on_report or (lambda *_: None)
     mesh = distributed.seed_mesh()
     num_seeds = seed_keys.shape[0]
     per_call = iterations_per_call(report_every)
 
-    def chunk(states, data, key_data, start, length):
+    def device_block(states, data, key_data, start, length):
+        """A device's block of seeds, `vmap`ped: `length` iterations each, a `lax.scan` or on
+        a CPU (no compiled loop there) the step itself; each metric `[length, S_local]`."""
         def one_seed(state, kd):
-            return _iterations(step, state, data, jax.random.wrap_key_data(kd), start, length)
+            key = jax.random.wrap_key_data(kd)
+            if length == 1:
+                state, m = step(state, data, key, start)
+                return state, jax.tree.map(lambda v: v[None], m)
+            return jax.lax.scan(lambda s, it: step(s, data, key, it), state,
+                                start + jnp.arange(length))
         states, metrics = jax.vmap(one_seed)(states, key_data)  # each metric [S_local, n]
         return states, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
 
-    def sharded(states, data, key_data, start, length):
-        fn = lambda s, d, k, t: chunk(s, d, k, t, length)  # noqa: E731
-        return jax.shard_map(fn, mesh=mesh, in_specs=(P(distributed.AXIS), P(),
-                                                      P(distributed.AXIS), P()),
-                             out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)),
-                             check_vma=False)(states, data, key_data, start)
-
-    program = xla.jit(sharded, donate_argnums=0, static_argnums=4)
+    program = xla.jit(
+        lambda states, data, key_data, start, length: jax.shard_map(
+            functools.partial(device_block, length=length), mesh=mesh,
+            in_specs=(P(distributed.AXIS), P(), P(distributed.AXIS), P()),
+            out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)),
+            check_vma=False)(states, data, key_data, start),
+        donate_argnums=0, static_argnums=4)
     # Each process feeds its own block of the (padded) seed axis; the data is replicated.
     padded = pad((states, jax.random.key_data(seed_keys)), mesh.size)
     total = num_seeds + (-num_seeds) % mesh.size

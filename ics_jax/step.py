@@ -1,5 +1,6 @@
 """One way to train a network: `make_step` turns named losses and an optax transformation into
-a pure update step, and `fit` runs it.
+a pure update step, and `fit` runs one network's (the seeded ones run through
+`trainer.train_states`; both in `seeds.runner`'s loop).
 
 Every network here trains through it: the split autoencoder, Deep SVDD, the transformation
 teacher and the ICS classifier (whose step runs its three phases in order). A loss is
@@ -14,11 +15,10 @@ from typing import Any
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ics_jax import xla
+from ics_jax import seeds
 
 LossFn = Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, Any]]
 
@@ -92,20 +92,45 @@ def make_step(losses: Mapping[str, LossFn], tx: optax.GradientTransformation) ->
     return step
 
 
+class NonFiniteError(FloatingPointError):
+    """A loss became NaN or Inf; the message names the network, phase, iteration and seed."""
+
+
+def check_finite(metrics: dict, first: int, ids: list[int], network: str, *,
+                 checkpointed: bool = False) -> None:
+    """Raises NonFiniteError for the earliest non-finite value in `metrics` (each `[n, S]`) of
+    the `n` iterations from `first` of `network` (a loss before a gradient norm)."""
+    bad = [(*np.argwhere(~np.isfinite(values))[0], not name.startswith("loss/"), name)
+           for name, values in metrics.items() if not np.isfinite(values).all()]
+    if bad:
+        it, seed, _, name = min(bad)
+        kind, phase = name.split("/")
+        raise NonFiniteError(
+            f"the {network}'s {phase} {kind.replace('grad_norm', 'gradient norm')} is "
+            f"non-finite at iteration {first + int(it) + 1} of seed {ids[seed]}"
+            + ("; the last good checkpoint is kept" if checkpointed else ""))
+
+
 def fit(step: Callable, state: TrainState, data, key: jax.Array, num_steps: int, *,
-        progress: Callable[[int, dict], None] | None = None, progress_every: int = 50):
-    """Runs `num_steps` of `step` (jitted, the state donated) from step 0; returns
-    `(state, metrics)`, each metric `[num_steps]` on the host.
+        network: str, progress: Callable[[int, dict], None] | None = None,
+        progress_every: int = 50):
+    """Runs `num_steps` of `step` from step 0 for one network keyed `key` (the split's
+    networks, Deep SVDD's) in the loop every network trains in (`seeds.runner`'s, the seeded
+    ones through `trainer.train_states`); returns `(state, metrics)`, each metric
+    `[num_steps]` on the host. A non-finite loss stops it with NonFiniteError naming `network`.
 
     `progress(t, metrics)` follows the first step (a run shows within seconds that it is
     alive), every `progress_every` steps and the last, with that step's metrics as floats."""
-    compiled = xla.jit(step, donate_argnums=0)
     history = []
-    for t in range(num_steps):
-        state, metrics = compiled(state, data, key, np.int32(t))
+
+    def report(end, _, metrics):
+        metrics = jax.device_get(metrics)  # each [n, 1]
+        check_finite(metrics, end - len(next(iter(metrics.values()))), [0], network)
         history.append(metrics)
-        if progress is not None and (t == 0 or (t + 1) % progress_every == 0
-                                     or t + 1 == num_steps):
-            progress(t + 1, {k: float(v) for k, v in metrics.items()})
-    stacked = jax.tree.map(lambda *xs: np.asarray(jnp.stack(xs)), *history) if history else {}
-    return state, stacked
+        if progress is not None:
+            progress(end, {k: float(v[-1, 0]) for k, v in metrics.items()})
+
+    states = seeds.runner("loop")(step, seeds.stack([state]), data, key[None], 0, num_steps,
+                                  report_every=progress_every, on_report=report)
+    stacked = jax.tree.map(lambda *xs: np.concatenate(xs)[:, 0], *history) if history else {}
+    return seeds.unstack(states, 1)[0], stacked

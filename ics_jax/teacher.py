@@ -84,6 +84,12 @@ def _log_likelihoods(teacher: TeacherNet, variables, images: jax.Array, train: b
     return log_p.reshape(-1, num_images), batch_stats
 
 
+def mirror_at_random(images: jax.Array, key: jax.Array) -> jax.Array:
+    """Returns `images` `[B, H, W, C]`, each mirrored left-right with probability 1/2."""
+    mirror = jax.random.bernoulli(key, 0.5, (images.shape[0],))
+    return jnp.where(mirror[:, None, None, None], jnp.flip(images, axis=2), images)
+
+
 def make_step(teacher: TeacherNet, tx: optax.GradientTransformation,
               batch_size: int) -> Callable:
     """Returns the teacher's `step(state, images, key, t) -> (state, metrics)`
@@ -94,9 +100,8 @@ def make_step(teacher: TeacherNet, tx: optax.GradientTransformation,
 
     def transformation(params, batch_stats, data, key):
         batch = data[jax.random.randint(key, (batch_size,), 0, data.shape[0])]
-        if teacher.transformations == "rotate_mirrored":  # each image mirrored or not
-            mirror = jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, (batch_size,))
-            batch = jnp.where(mirror[:, None, None, None], jnp.flip(batch, axis=2), batch)
+        if teacher.transformations == "rotate_mirrored":
+            batch = mirror_at_random(batch, jax.random.fold_in(key, 1))
         log_p, batch_stats = _log_likelihoods(
             teacher, {"params": params, "batch_stats": batch_stats}, batch, train=True)
         return -jnp.mean(log_p), batch_stats
@@ -133,7 +138,7 @@ def train_teacher(images: np.ndarray, key: jax.Array, *, num_steps: int, batch_s
     state = init_state(teacher, tx, init_key, images.shape[1:])
     state, _ = step_lib.fit(
         make_step(teacher, tx, batch_size), state, jnp.asarray(images), batch_key, num_steps,
-        progress_every=progress_every, progress=None if progress is None else (
+        network="teacher", progress_every=progress_every, progress=None if progress is None else (
             lambda t, metrics: progress(t, metrics["loss/transformation"])))
     return teacher, {"params": state.params, "batch_stats": state.batch_stats}
 

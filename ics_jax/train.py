@@ -23,8 +23,15 @@ import optax
 
 from ics_jax import losses
 from ics_jax import step as step_lib
+from ics_jax import teacher as teacher_lib
 
 PHASES = ("closeness", "intra_class", "dispersion")
+# The student of the transformation teacher (`config.student`): the paper's phases, then the
+# teacher's own task on every normal image through the network's transformation head.
+STUDENT_PHASES = PHASES + ("transformation",)
+# Targets that keep the split's order: the binary phase replaced by a ranking of pairs of normal
+# images by the split's score (`config.targets='rank'`).
+RANK_PHASES = ("closeness", "rank", "dispersion")
 # The authors' released schedule: closeness and dispersion summed into one step, then the
 # binary step.
 JOINT_PHASES = ("pairs", "intra_class")
@@ -35,10 +42,13 @@ SHIFT = 2  # pixels, at most, in each direction
 
 @flax.struct.dataclass
 class SplitData:
-    """Device-resident training images: `typical [Nt, H, W, C]`, `atypical [Na, H, W, C]`."""
+    """Device-resident training images: `typical [Nt, H, W, C]`, `atypical [Na, H, W, C]`, and
+    where the 'rank' phase reads it `rank [Nt + Na]`, each image's anomaly rank by the split's
+    score in [0, 1] (the typical images first)."""
 
     typical: jax.Array
     atypical: jax.Array
+    rank: jax.Array | None = None
 
 
 def make_optimizer(learning_rate: float, b1: float = 0.9, weight_decay: float = 0.0, *,
@@ -57,9 +67,12 @@ def make_optimizer(learning_rate: float, b1: float = 0.9, weight_decay: float = 
 
 
 def init_state(net: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
-               image_shape: tuple[int, ...], phases: tuple[str, ...] = PHASES):
-    """Returns a fresh `step_lib.TrainState` for one seed; `image_shape` is `(H, W, C)`."""
-    variables = net.init(key, jnp.zeros((2,) + tuple(image_shape)), method=net.init_all)
+               image_shape: tuple[int, ...], phases: tuple[str, ...] = PHASES,
+               variables: dict | None = None):
+    """Returns a fresh `step_lib.TrainState` for one seed, from `variables` if given, else
+    `net`'s initialisation with `key`; `image_shape` is `(H, W, C)`."""
+    if variables is None:
+        variables = net.init(key, jnp.zeros((2,) + tuple(image_shape)), method=net.init_all)
     return step_lib.init_state(tx, variables, len(phases))
 
 
@@ -71,10 +84,23 @@ def distinct_pairs(key: jax.Array, n: int, batch_size: int) -> tuple[jax.Array, 
     return i, j
 
 
+def draw_normal(data: SplitData, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """Returns `(images [n, H, W, C], index [n])`: `n` training images drawn uniformly from the
+    typical and atypical ones together, and their index into `data.rank`."""
+    num_typical, num_atypical = data.typical.shape[0], data.atypical.shape[0]
+    k = jax.random.randint(key, (n,), 0, num_typical + num_atypical)
+    typical = data.typical[jnp.minimum(k, num_typical - 1)]
+    atypical = data.atypical[jnp.clip(k - num_typical, 0, num_atypical - 1)]
+    return jnp.where((k < num_typical)[:, None, None, None], typical, atypical), k
+
+
 def phase_batch(phase: str, data: SplitData, key: jax.Array,
                 batch_size: int) -> tuple[jax.Array, jax.Array | None]:
     """Returns a phase's images and labels (1 = atypical; None for the pair phases, whose
     `[2 * batch_size]` images are the first and second members of `batch_size` pairs)."""
+    if phase == "rank":  # [2 * batch_size] images, their ranks as labels
+        images, k = draw_normal(data, key, 2 * batch_size)
+        return images, data.rank[k]
     if phase == NORMAL_ONLY:  # `typical` holds every training image here
         i = jax.random.randint(key, (batch_size,), 0, data.typical.shape[0])
         return data.typical[i], jnp.zeros(batch_size, bool)
@@ -113,34 +139,52 @@ def augment(images: jax.Array, key: jax.Array, kind: str) -> jax.Array:
 
 
 def make_phase_losses(net: nn.Module, *, batch_size: int, phases: tuple[str, ...] = PHASES,
-                      dispersion_weight: float = 1.0,
-                      augmentation: str = "none") -> dict[str, step_lib.LossFn]:
+                      dispersion_weight: float = 1.0, augmentation: str = "none",
+                      transformations: str = "rotate_mirrored") -> dict[str, step_lib.LossFn]:
     """Returns `{phase: loss_fn(params, batch_stats, data, key) -> (loss, batch_stats)}` for the
     phases of an iteration, in order (`step_lib.make_step` runs them). Each draws its batch from
     `data` (`SplitData`) with `key` (`phase_batch`), applies `augmentation` (`augment`) and
     computes its loss (eqs. 2-4); `dispersion_weight` weighs dispersion against closeness in the
     joint `pairs` phase (a phase of its own has its own Adam state, which no constant weight
-    changes)."""
+    changes). The 'transformation' phase is the teacher's loss (`teacher.TRANSFORMATIONS`'s
+    set `transformations`) on `batch_size` normal images through the transformation head; the
+    'rank' phase, `losses.ranking_loss` of pairs of normal images against `data.rank`."""
 
-    def apply(params, batch_stats, images, key):
+    def apply(params, batch_stats, images, key, method=None):
         variables = {"params": params}
+        kwargs = {"rngs": {"dropout": key}, "method": method}
         if not jax.tree.leaves(batch_stats):  # a static property of the state's structure
-            return net.apply(variables, images, train=True, rngs={"dropout": key}), batch_stats
+            return net.apply(variables, images, train=True, **kwargs), batch_stats
         variables["batch_stats"] = batch_stats
-        outputs, updated = net.apply(variables, images, train=True, rngs={"dropout": key},
-                                     mutable=["batch_stats"])
+        outputs, updated = net.apply(variables, images, train=True, mutable=["batch_stats"],
+                                     **kwargs)
         return outputs, updated["batch_stats"]
+
+    def transformation(params, batch_stats, data, key):
+        batch_key, mirror_key, dropout_key = jax.random.split(key, 3)
+        batch = draw_normal(data, batch_key, batch_size)[0]
+        if transformations == "rotate_mirrored":
+            batch = teacher_lib.mirror_at_random(batch, mirror_key)
+        inputs, labels = teacher_lib.transformed(batch, transformations)
+        logits, batch_stats = apply(params, batch_stats, inputs, dropout_key,
+                                    net.transformation_logits)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), batch_stats
 
     def distance(params, z):  # [2 * B, D]: first members, then second members
         half = z.shape[0] // 2
         return net.apply({"params": params}, z[:half], z[half:], method=net.distance_logit)
 
     def phase_loss(phase):
+        if phase == "transformation":
+            return transformation
+
         def loss_fn(params, batch_stats, data, key):
             batch_key, dropout_key, augment_key = jax.random.split(key, 3)
             images, labels = phase_batch(phase, data, batch_key, batch_size)
             images = augment(images, augment_key, augmentation)
             (logits, z), batch_stats = apply(params, batch_stats, images, dropout_key)
+            if phase == "rank":
+                return losses.ranking_loss(logits, labels), batch_stats
             if labels is not None:
                 return losses.intra_class_loss(logits, labels), batch_stats
             if phase == "pairs":  # typical pairs, then atypical pairs
@@ -157,13 +201,15 @@ def make_phase_losses(net: nn.Module, *, batch_size: int, phases: tuple[str, ...
 
 def make_iteration(net: nn.Module, tx: optax.GradientTransformation, *, batch_size: int,
                    phases: tuple[str, ...] = PHASES, dispersion_weight: float = 1.0,
-                   augmentation: str = "none") -> Callable:
+                   augmentation: str = "none", transformations: str = "rotate_mirrored"
+                   ) -> Callable:
     """Returns the ICS iteration, `step(state, data, seed_key, it) -> (state, metrics)`: the
     step builder over `make_phase_losses` (same keywords); the state comes from `init_state`
     with the same `phases`."""
     return step_lib.make_step(make_phase_losses(net, batch_size=batch_size, phases=phases,
                                                 dispersion_weight=dispersion_weight,
-                                                augmentation=augmentation), tx)
+                                                augmentation=augmentation,
+                                                transformations=transformations), tx)
 
 
 def make_predict(net: nn.Module) -> Callable:

@@ -21,7 +21,9 @@ import optax
 
 from ics_jax import checkpoint, evaluate, methods, models, seeds, stopping, train, xla
 from ics_jax import split as split_lib
+from ics_jax import step as step_lib
 from ics_jax import teacher as teacher_lib
+from ics_jax.step import NonFiniteError  # noqa: F401  (raised by `train_states`)
 
 
 def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -30,15 +32,20 @@ def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
         return ("transformation",)
     if config.method == "ics" and config.schedule == "joint":
         return train.JOINT_PHASES
-    return methods.METHODS[config.method].phases
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss became NaN or Inf; the message names the network, phase, iteration and seed."""
+    cycle = methods.METHODS[config.method].phases
+    if config.method == "ics" and config.targets == "rank":
+        cycle = train.RANK_PHASES
+    return cycle + (("transformation",) if config.student else ())
 
 
 def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
-    """Returns the classifier network that `config` describes."""
+    """Returns the classifier network that `config` describes; with `config.student`, the
+    teacher's network (`teacher.TeacherNet`'s backbone and head) with the classifier's heads."""
+    if config.student:
+        backbone = models.AlexNet(conv_features=tuple(config.teacher_conv_features),
+                                  dense_features=config.teacher_dense_features, batch_norm=True)
+        return models.OneClassNet(backbone, distance=config.distance, num_transformations=(
+            teacher_lib.TRANSFORMATIONS[config.teacher_transformations]))
     kwargs = {"latent_dim": config.latent_dim, "dense_features": config.dense_features}
     if config.dropout is not None:  # else the backbone's own: alexnet 0, icsnet 0.5
         kwargs["dropout"] = config.dropout
@@ -78,8 +85,10 @@ class Trainer:
         return seeds.stack([self.init(seed_keys(s)[0], image_shape) for s in ids])
 
 
-def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
-    """Returns the `Trainer` of `config.method` (one of `methods.TRAINED`)."""
+def make_trainer(config: ml_collections.ConfigDict, teacher: dict | None = None) -> Trainer:
+    """Returns the `Trainer` of `config.method` (one of `methods.TRAINED`); with
+    `config.student`, every seed's network starts from `teacher`, the trained teacher's
+    variables (`{params, batch_stats}`)."""
     if config.method == "teacher":
         net, tx = teacher_lib.build_teacher(config), teacher_lib.optimizer(config)
         return Trainer("teacher", net, tx, phases(config),
@@ -94,31 +103,50 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
     cycle = phases(config)
     step = train.make_iteration(net, tx, batch_size=config.batch_size, phases=cycle,
                                 dispersion_weight=config.dispersion_weight,
-                                augmentation=config.augment)
-    init = functools.partial(_classifier_state, net, tx, cycle)
+                                augmentation=config.augment,
+                                transformations=config.teacher_transformations)
+    init = functools.partial(_classifier_state, net, tx, cycle, teacher)
     return Trainer("classifier", net, tx, cycle, step, config.num_iterations, init)
 
 
-def _classifier_state(net, tx, cycle, key, image_shape):
-    return train.init_state(net, tx, key, image_shape, cycle)
+def _classifier_state(net, tx, cycle, teacher, key, image_shape):
+    state = train.init_state(net, tx, key, image_shape, cycle)
+    if teacher is None:
+        return state
+    return train.init_state(net, tx, key, image_shape, cycle, student_of(state, teacher))
+
+
+def student_of(state, teacher: dict) -> dict:
+    """Returns the variables of `state`'s student network with the backbone and transformation
+    head of `teacher` (`teacher.TeacherNet`'s variables); the classifier's and distance heads
+    keep their fresh values."""
+    params = dict(state.params)
+    params["backbone"] = teacher["params"]["AlexNet_0"]
+    params["transformation_head"] = teacher["params"]["Dense_0"]
+    return {"params": params, "batch_stats": {"backbone": teacher["batch_stats"]["AlexNet_0"]}}
 
 
 def training_data(trainer: Trainer, images: np.ndarray, split: split_lib.Split | None):
     """Returns what `trainer.step` draws its batches from: the normal images for the teacher,
-    else `split_data`."""
+    else `split_data` (with the ranks where a phase reads them)."""
     if trainer.name == "teacher":
         return jnp.asarray(images)
-    return split_data(images, split)
+    return split_data(images, split, ranked="rank" in trainer.phases)
 
 
-def split_data(images: np.ndarray, split: split_lib.Split | None) -> train.SplitData:
-    """Returns the typical and atypical images on the device; without a split (`naive_nn`)
-    both are every image."""
+def split_data(images: np.ndarray, split: split_lib.Split | None,
+               ranked: bool = False) -> train.SplitData:
+    """Returns the typical and atypical images on the device, with `ranked` each one's anomaly
+    rank by `split.scores` in [0, 1]; without a split (`naive_nn`) both are every image."""
     if split is None:
         everything = jnp.asarray(images)
         return train.SplitData(typical=everything, atypical=everything)
+    rank = None
+    if ranked:
+        order = np.concatenate([split.typical, split.atypical])
+        rank = jnp.asarray(evaluate.rank_average(-split.scores)[order], jnp.float32)
     return train.SplitData(typical=jnp.asarray(images[split.typical]),
-                           atypical=jnp.asarray(images[split.atypical]))
+                           atypical=jnp.asarray(images[split.atypical]), rank=rank)
 
 
 def stop_rule(trainer: Trainer, config: ml_collections.ConfigDict, images: np.ndarray,
@@ -136,20 +164,6 @@ def stop_rule(trainer: Trainer, config: ml_collections.ConfigDict, images: np.nd
         return test_scores(trainer, states, typical), test_scores(trainer, states, atypical)
 
     return training, stopping.BestReport(score, directory)
-
-
-def check_finite(metrics: dict, first: int, ids: list[int], network: str) -> None:
-    """Raises NonFiniteError for the earliest non-finite value in `metrics` (each `[n, S]`) of
-    the `n` iterations from `first` of `network` (a loss before a gradient norm)."""
-    bad = [(*np.argwhere(~np.isfinite(values))[0], not name.startswith("loss/"), name)
-           for name, values in metrics.items() if not np.isfinite(values).all()]
-    if bad:
-        it, seed, _, name = min(bad)
-        kind, phase = name.split("/")
-        raise NonFiniteError(
-            f"the {network}'s {phase} {kind.replace('grad_norm', 'gradient norm')} is "
-            f"non-finite at iteration {first + int(it) + 1} of seed {ids[seed]}; the last good "
-            "checkpoint is kept")
 
 
 def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: train.SplitData,
@@ -176,7 +190,8 @@ def train_states(trainer: Trainer, config: ml_collections.ConfigDict, data: trai
 
     def report(end, states_now, metrics):
         metrics = jax.device_get(metrics)  # each [n, S]: one copy per report
-        check_finite(metrics, end - len(next(iter(metrics.values()))), ids, trainer.name)
+        step_lib.check_finite(metrics, end - len(next(iter(metrics.values()))), ids, trainer.name,
+                              checkpointed=mngr is not None)
         means = {f"{kind}/{phase}": float(np.mean(metrics[f"{kind}/{phase}"]))
                  for kind in ("loss", "grad_norm") for phase in trainer.phases}
         if stop is not None:

@@ -14,11 +14,6 @@ from ics_jax import methods
 EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
                   "keep_checkpoints", "coordinator_address", "num_processes", "process_id",
                   "initialization_timeout")
-# Keys that only the split (and the methods that use it) read.
-SPLIT_KEYS = ("rho", "ssim_max_val", "split_seed", "split_by")
-SPLIT_KEY_PREFIX = "ae_"
-# The transformation teacher's keys: read only where a teacher trains (`methods.reads_teacher`).
-TEACHER_KEY_PREFIX = "teacher_"
 # Keys added after runs were kept, each with the value that computes what those runs did.
 ADDED_KEYS = {"validation_fraction": 0.0, "lr_schedule": "constant", "warmup_iterations": 100,
               "split_by": "ssim"}
@@ -28,8 +23,8 @@ ADDED_KEYS = {"validation_fraction": 0.0, "lr_schedule": "constant", "warmup_ite
 def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError if `workdir` was started with a config that computes something else.
 
-    Keys in `EXECUTION_KEYS` may differ, and so may split keys for a method without a split
-    and the teacher's keys where no teacher trains;
+    Keys in `EXECUTION_KEYS` may differ, and so may those the run does not read
+    (`methods.unread_keys`);
     `num_iterations` may grow (the run goes on from its last checkpoint), never shrink; under
     `lr_schedule='cosine'` it is fixed (the rate decays to 0 at the end).
     """
@@ -39,13 +34,9 @@ def check_same_run(workdir: str, config: ml_collections.ConfigDict) -> None:
     with open(path) as f:
         before = json.load(f)
     now = json.loads(config_lib.resolved(config).to_json())
-    ignored = set(EXECUTION_KEYS)
+    ignored = set(EXECUTION_KEYS) | methods.unread_keys(config)
     if config.lr_schedule == "constant":  # a schedule that decays to 0 at the end fixes the length
         ignored.add("num_iterations")
-    if config.method not in methods.SPLIT:
-        ignored |= {k for k in now if k in SPLIT_KEYS or k.startswith(SPLIT_KEY_PREFIX)}
-    if not methods.reads_teacher(config):
-        ignored |= {k for k in now if k.startswith(TEACHER_KEY_PREFIX)}
     # A key missing from `before` came with a later version: it counts as changed, unless
     # `ADDED_KEYS` names the value that computes what runs made without it did.
     before = {**ADDED_KEYS, **before}

@@ -113,9 +113,18 @@ def test_fit_compiles_its_step_once_and_returns_each_metric_per_step():
     tx = optax.sgd(0.1)
     step = chex.assert_max_traces(step_lib.make_step({"fit": _quadratic}, tx), n=1)
     state = step_lib.init_state(tx, {"params": {"w": jnp.ones(2)}})
-    state, metrics = step_lib.fit(step, state, 0.0, jax.random.key(0), 4)
+    state, metrics = step_lib.fit(step, state, 0.0, jax.random.key(0), 4, network="toy")
     assert metrics["loss/fit"].shape == (4,)
     assert np.all(np.diff(metrics["loss/fit"]) < 0)
+
+
+def test_fit_stops_at_the_first_non_finite_loss_naming_the_network():
+    tx = optax.sgd(1e20)  # the quadratic's first step overflows: its second loss is inf
+    state = step_lib.init_state(tx, {"params": {"w": jnp.ones(2)}})
+    with pytest.raises(step_lib.NonFiniteError,
+                       match=r"^the autoencoder's fit loss is non-finite at iteration 2 of seed 0$"):
+        step_lib.fit(step_lib.make_step({"fit": _quadratic}, tx), state, 0.0,
+                     jax.random.key(0), 5, network="autoencoder", progress_every=1)
 
 
 def test_the_cosine_schedule_warms_up_from_zero_for_a_tenth_at_most_and_ends_at_zero():
