@@ -192,6 +192,15 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
     if len(config.teacher_conv_features) != 5 or min(config.teacher_conv_features) < 1:
         raise ConfigError(f"teacher_conv_features={tuple(config.teacher_conv_features)} must be "
                           "five positive widths (the backbone's five convolutions)")
+    if config.student and not (config.method in methods.CLASSIFIERS
+                               and methods.METHODS[config.method].split
+                               and config.split_by in ("auto", "teacher")):
+        raise ConfigError(f"student=True starts the classifier from the split's teacher: it "
+                          f"needs a classifier on a split by 'auto' or 'teacher', not "
+                          f"method={config.method}, split_by={config.split_by}")
+    if config.targets == "rank" and config.method != "ics":
+        raise ConfigError(f"targets='rank' replaces ICS's binary phase; method={config.method} "
+                          "has none to replace")
     if config.method == "ssim" and config.split_by != "ssim":
         raise ConfigError("method=ssim is the split autoencoder's SSIM: it needs split_by=ssim")
     if config.weight_decay < 0:

@@ -67,7 +67,8 @@ class ICS(detector.Detector):
             "rho", "seed", "backbone", "conv_features", "dense_features", "latent_dim",
             "batch_norm", "dropout", "distance", "schedule", "dispersion_weight", "augment",
             "validation_fraction", "learning_rate", "lr_schedule", "warmup_iterations",
-            "adam_b1", "weight_decay", "split_by", *_AE_KEYS, *_TEACHER_KEYS),
+            "adam_b1", "weight_decay", "split_by", "student", "targets", *_AE_KEYS,
+            *_TEACHER_KEYS),
         **_AE_DEFAULTS, "num_seeds": 1, "num_iterations": 300, "max_epochs": 100,
         "log_every": 50, "combine_split": False}
     META = ("n_iter_", "stopped_at_", "combine_split_", "checks_", "weights_")
@@ -97,7 +98,8 @@ class ICS(detector.Detector):
         key = split_lib.split_key(config)
         split, split_model = _fit_split(self, config, x, progress)
         progress(f"split: {split.atypical.size} atypical, {split.typical.size} typical")
-        classifier = trainer.make_trainer(config)
+        classifier = trainer.make_trainer(
+            config, split_lib.split_teacher(config, split_model) if config.student else None)
         training_split, stop = trainer.stop_rule(classifier, config, x, split, key)
 
         def report(iteration, metrics, _):

@@ -58,7 +58,8 @@ def unread_keys(config: ml_collections.ConfigDict) -> set[str]:
 
 
 def reads_teacher(config: ml_collections.ConfigDict) -> bool:
-    """Whether `config` trains the transformation teacher: as its network, or for its split."""
+    """Whether `config` trains the transformation teacher: as its network, for its split, or
+    as the classifier's start (`student`)."""
     method = METHODS[config.method]
-    return method.network == "teacher" or (method.split and config.split_by in ("teacher",
-                                                                                 "auto"))
+    return (method.network == "teacher" or config.student
+            or (method.split and config.split_by in ("teacher", "auto")))

@@ -7,6 +7,8 @@ import tempfile
 import matplotlib
 
 matplotlib.use("Agg")
+import flax.serialization  # noqa: E402
+import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -47,6 +49,18 @@ def write_text(path: str, text: str) -> None:
 def write_npz(path: str, **arrays) -> None:
     """Writes arrays to an `.npz`, atomically."""
     _atomic(path, lambda f: np.savez(f, **arrays), mode="wb")
+
+
+def write_variables(path: str, variables: dict) -> None:
+    """Writes a network's variables (a tree of arrays) to `path` as msgpack, atomically."""
+    _atomic(path, lambda f: f.write(flax.serialization.msgpack_serialize(
+        jax.device_get(variables))), mode="wb")
+
+
+def read_variables(path: str) -> dict:
+    """Reads variables written by `write_variables` (numpy arrays)."""
+    with open(path, "rb") as f:
+        return flax.serialization.msgpack_restore(f.read())
 
 
 class MetricWriter:

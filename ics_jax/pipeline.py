@@ -55,14 +55,15 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     seed_ids = trainer_lib.seed_ids(config)
 
     t0 = time.time()
+    teacher = None
     if config.method in methods.SPLIT:
-        split = _split(config, workdir, data, split, split_key, progress, primary)
+        split, teacher = _split(config, workdir, data, split, split_key, progress, primary)
     t_split = time.time() - t0
 
     t0 = time.time()
     extra = {}
     if config.method in methods.TRAINED:
-        trainer = trainer_lib.make_trainer(config)
+        trainer = trainer_lib.make_trainer(config, teacher)
         training_split, stop = trainer_lib.stop_rule(
             trainer, config, data.x_train, split, split_key,
             os.path.join(workdir, "stopping") if primary else None)
@@ -109,28 +110,39 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     return results
 
 
-def _split(config, workdir, data, split, key, progress, primary) -> split_lib.Split:
-    """Returns the split: `split` if given, else `workdir/split.npz` if there, else a new one
-    (every process computes the same one from the same key); process 0 writes it and Fig. 1."""
+def _split(config, workdir, data, split, key, progress, primary):
+    """Returns `(split, teacher)`: the split, `split` if given, else `workdir/split.npz` if
+    there, else a new one (every process computes the same one from the same key), and with
+    `config.student` the split's teacher's variables (`workdir/split_teacher.msgpack`), else
+    None; process 0 writes them and Fig. 1."""
     path = os.path.join(workdir, "split.npz")
-    if split is None and os.path.exists(path):
-        return split_lib.load(path)
-    if split is None:
+    teacher_path = os.path.join(workdir, "split_teacher.msgpack")
+    teacher = None
+    if config.student and os.path.exists(teacher_path):
+        teacher = outputs.read_variables(teacher_path)
+    if split is None and os.path.exists(path) and (teacher is not None or not config.student):
+        return split_lib.load(path), teacher
+    if split is None or (config.student and teacher is None):
         t0 = time.time()
 
         def on_step(network, step, num_steps, loss):
             if progress is not None:
                 progress({"stage": "split", "network": network, "step": step,
                           "num_steps": num_steps, "loss": loss, "seconds": time.time() - t0})
-        split, _ = split_lib.compute_split(config, data.x_train, key, data.x_test, on_step)
-        if progress is not None and split.sight is not None:
-            progress({"stage": "sight", **split.sight})
+        computed, model = split_lib.compute_split(config, data.x_train, key, data.x_test,
+                                                  on_step)
+        if progress is not None and computed.sight is not None:
+            progress({"stage": "sight", **computed.sight})
+        split = computed if split is None else split  # a given split is kept
+        teacher = split_lib.split_teacher(config, model) if config.student else None
     if primary:
         split_lib.save(path, split)
+        if teacher is not None:
+            outputs.write_variables(teacher_path, teacher)
         outputs.plot_typical_atypical(os.path.join(workdir, "typical_atypical.png"),
                                       data.x_train, split.scores,
                                       title=f"{config.dataset} class {config.normal_class}")
-    return split
+    return split, teacher
 
 
 class _Reports:

@@ -130,6 +130,17 @@ def _teacher_split(config, images, key, test_images, progress):
     return split, variables
 
 
+def split_teacher(config, model) -> dict:
+    """Returns the variables of the teacher among `compute_split`'s `model` (`split_by`
+    'teacher' or 'auto' on square images); raises ValueError where there is none."""
+    if config.split_by == "teacher":
+        return model
+    if config.split_by == "auto" and "teacher" in model:
+        return model["teacher"]
+    raise ValueError("student=True starts the classifier from the split's teacher, which needs "
+                     "split_by='auto' or 'teacher' and square images")
+
+
 def split_key(config) -> jax.Array:
     """Returns the key the split autoencoder (or teacher) trains with: one per
     `config.split_seed`, shared by every seed of a run (the seeds are the classifier's

@@ -43,7 +43,8 @@ def build_network(config: ml_collections.ConfigDict) -> models.OneClassNet:
     teacher's network (`teacher.TeacherNet`'s backbone and head) with the classifier's heads."""
     if config.student:
         backbone = models.AlexNet(conv_features=tuple(config.teacher_conv_features),
-                                  dense_features=config.teacher_dense_features, batch_norm=True)
+                                  dense_features=config.teacher_dense_features, batch_norm=True,
+                                  dropout=config.dropout or 0.0)
         return models.OneClassNet(backbone, distance=config.distance, num_transformations=(
             teacher_lib.TRANSFORMATIONS[config.teacher_transformations]))
     kwargs = {"latent_dim": config.latent_dim, "dense_features": config.dense_features}

@@ -1,0 +1,60 @@
+"""The classifier past its split: the student of the teacher starts where the teacher ended, and
+the ranking targets keep the split's order."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ics_jax import config as config_lib
+from ics_jax import losses, trainer
+from ics_jax import split as split_lib
+from ics_jax import teacher as teacher_lib
+
+
+def _student_config(tiny_config):
+    tiny_config.update(student=True, teacher_conv_features=(4, 4, 4, 4, 4),
+                       teacher_dense_features=8)
+    return tiny_config
+
+
+def test_the_student_starts_with_the_teachers_transformation_logits(tiny_config):
+    config = _student_config(tiny_config)
+    teacher_net, tx = teacher_lib.build_teacher(config), teacher_lib.optimizer(config)
+    images = jax.random.uniform(jax.random.key(1), (6, 16, 16, 1))
+    teacher_state = teacher_lib.init_state(teacher_net, tx, jax.random.key(2), (16, 16, 1))
+    # Batch statistics not at their initial values, so copying them is seen too.
+    teacher = {"params": teacher_state.params, "batch_stats": jax.tree.map(
+        lambda v: v + 0.3, teacher_state.batch_stats)}
+    student = trainer.make_trainer(config, teacher)
+    state = student.init(jax.random.key(3), (16, 16, 1))
+    logits = student.net.apply({"params": state.params, "batch_stats": state.batch_stats},
+                               images, method=student.net.transformation_logits)
+    np.testing.assert_allclose(logits, teacher_net.apply(teacher, images), rtol=1e-5,
+                               atol=1e-6)
+    assert student.phases[-1] == "transformation"
+
+
+def test_the_ranking_loss_rewards_the_targets_order_and_ignores_ties():
+    logits = jnp.array([2.0, 0.5, -1.0, 0.0])  # pairs (2.0, -1.0) and (0.5, 0.0)
+    ranks = jnp.array([0.9, 0.4, 0.1, 0.4])  # the first pair ordered as its logits, the second tied
+    assert losses.ranking_loss(logits, ranks) == pytest.approx(np.log1p(np.exp(-3.0)) / 2)
+    assert losses.ranking_loss(-logits, ranks) > losses.ranking_loss(logits, ranks)
+
+
+def test_the_ranked_split_data_puts_every_atypical_image_above_every_typical_one():
+    scores = np.random.default_rng(0).normal(size=40)  # typicality: the lowest 4 are atypical
+    split = split_lib.split_by_score(scores, 0.1)
+    data = trainer.split_data(np.zeros((40, 4, 4, 1), np.float32), split, ranked=True)
+    rank = np.asarray(data.rank)  # typical images first, then atypical
+    assert rank[:36].max() < rank[36:].min()
+    np.testing.assert_allclose(rank[:36], (np.argsort(np.argsort(-scores[split.typical]))
+                                           + 0.5) / 40)  # mid-ranks among all 40
+
+
+@pytest.mark.parametrize("change", [{"split_by": "ssim"}, {"method": "naive_nn"}])
+def test_a_student_needs_a_teacher_split_to_start_from(tiny_config, change):
+    config = _student_config(tiny_config)
+    config.update(change)
+    with pytest.raises(config_lib.ConfigError, match="student=True starts the classifier"):
+        config_lib.validate(config)
