@@ -1,4 +1,5 @@
-"""What every command of `experiments/` shares: config-name resolution and one-line errors."""
+"""What every command of `experiments/` shares: config-name resolution, one-line errors, and the
+command line of a study of cells (`cells_main`)."""
 
 import json
 import os
@@ -55,8 +56,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean the user's input was wrong: a bad flag, config or data file, or a
-    path that cannot be read or written."""
-    from experiments.cells import SweepError
+    path that cannot be read or written. Imported only when an error comes: a command that needs
+    no JAX (the PyTorch peer) loads none."""
+    from experiments.paper.cells import SweepError
     from ics_jax.config import ConfigError
     from ics_jax.data import DataError
 
@@ -77,42 +79,72 @@ def run_app(main: Callable[[list[str]], None]) -> None:
     # Warnings and errors only: Orbax logs every checkpoint step at INFO level. A later
     # `--verbosity=0` on the command line brings them back.
     argv = argv[:1] + ["--verbosity=-1"] + [a for a in argv[1:] if a != "--debug"]
-    from ics_jax.trainer import NonFiniteError
-
     # A library warning (no split score sees the images, say) is one line on stderr.
     warnings.formatwarning = lambda message, category, *_: f"warning: {message}\n"
     try:
         app.run(main, argv=argv, flags_parser=_parse_flags)
-    except (*_user_errors(), NonFiniteError) as e:
-        if debug:
+    except Exception as e:
+        from ics_jax.trainer import NonFiniteError
+
+        if debug or not isinstance(e, (*_user_errors(), NonFiniteError)):
             raise
         message = " ".join(str(e).split()) or type(e).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1 if isinstance(e, NonFiniteError) else 2)
 
 
-def cells_main(argv: list[str], run_cell: Callable[[str, str], dict],
+def cells_main(run_cell: Callable[[str, str, str], dict],
                report: Callable[[list[dict]], str]) -> None:
-    """The command line of a study of cells (`dataset:class[:options]`), one JSON line each:
+    """Runs a study of cells (`dataset:class[:options]`, one JSON row each) as a command:
     `--workdir DIR --data_root DATA CELL ...` runs the cells not yet in `DIR/cells.jsonl`
-    (`run_cell(cell, data_root) -> row`), appending each row as it finishes; `--report FILE
-    ...` prints `report(rows)` of the rows in the files."""
-    if "--report" in argv:
-        rows = []
-        for path in argv[argv.index("--report") + 1:]:
-            with open(path) as f:
-                rows += [json.loads(line) for line in f]
-        print(report(rows))
-        return
-    workdir, data_root = (argv[argv.index(flag) + 1] for flag in ("--workdir", "--data_root"))
+    (`run_cell(cell, data_root, workdir) -> row`), appending each row as it finishes;
+    `--report FILE[,FILE...]` prints `report(rows)` of the rows in the files and runs nothing.
+    Its flags are defined here, so a study module defines none when imported."""
+    study = sys.argv[0]  # the module whose flags `--help` lists: the study's
+    workdir = flags.DEFINE_string("workdir", None, "The study's folder: cells.jsonl, and what "
+                                  "its cells keep.", module_name=study)
+    data_root = flags.DEFINE_string("data_root", None, "The datasets' raw files, laid out as "
+                                    "../shared/data.", module_name=study)
+    report_files = flags.DEFINE_list("report", None, "Print the table of the rows in these "
+                                     "JSONL files (comma-separated) and run nothing.",
+                                     module_name=study)
+
+    def main(argv: list[str]) -> None:
+        cells = argv[1:]
+        if report_files.value:
+            if cells:
+                raise UsageError(f"--report runs nothing: drop the cells ({cells[0]} ...)")
+            print(report(read_rows(report_files.value)))
+            return
+        if not cells or workdir.value is None or data_root.value is None:
+            raise UsageError("give --workdir DIR --data_root DATA CELL ..., or --report "
+                             "FILE[,FILE...]")
+        run_cells(cells, workdir.value, data_root.value, run_cell)
+
+    run_app(main)
+
+
+def read_rows(paths: list[str]) -> list[dict]:
+    """Returns the rows of the JSONL files `paths`, in order."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            rows += [json.loads(line) for line in f]
+    return rows
+
+
+def run_cells(cells: list[str], workdir: str, data_root: str,
+              run_cell: Callable[[str, str, str], dict]) -> None:
+    """Runs `run_cell(cell, data_root, workdir)` for each of `cells` not yet in
+    `workdir/cells.jsonl`, printing each row and appending it to the file as it finishes."""
+    bad = [c for c in cells if ":" not in c]
+    if bad:
+        raise UsageError(f"{bad[0]!r} is not a cell: give dataset:class[:options]")
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "cells.jsonl")
-    done = set()
-    if os.path.exists(path):
-        with open(path) as f:
-            done = {json.loads(line)["cell"] for line in f}
-    for cell in (a for a in argv[1:] if ":" in a and a not in done):
-        row = run_cell(cell, data_root)
+    done = {row["cell"] for row in read_rows([path])} if os.path.exists(path) else set()
+    for cell in (c for c in cells if c not in done):
+        row = run_cell(cell, data_root, workdir)
         print(json.dumps(row), flush=True)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")

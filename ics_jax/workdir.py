@@ -16,7 +16,7 @@ EXECUTION_KEYS = ("data_dir", "tfds_data_dir", "log_every", "checkpoint_every",
                   "initialization_timeout")
 # Keys added after runs were kept, each with the value that computes what those runs did.
 ADDED_KEYS = {"validation_fraction": 0.0, "lr_schedule": "constant", "warmup_iterations": 100,
-              "split_by": "ssim"}
+              "split_by": "ssim", "student": False, "targets": "cut"}
 # Not `split_seed`: runs kept before it keyed their seeds otherwise, so they are refused.
 
 

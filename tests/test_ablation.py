@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiments import ablation
+from experiments.paper import ablation
 from ics_jax import outputs
 
 

@@ -3,8 +3,8 @@
 import jax
 import pytest
 
-from experiments import bench, torch_peer
 from experiments.configs import bench as bench_config
+from experiments.speed import bench, torch_peer
 from ics_jax import config as config_lib
 from ics_jax import methods, trainer
 

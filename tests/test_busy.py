@@ -1,4 +1,5 @@
-"""`experiments.busy`: the share of a window in which compiled programs run, from a real trace."""
+"""`experiments.speed.busy`: the share of a window in which compiled programs run, from a real
+trace."""
 
 import time
 
@@ -6,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import busy
+from experiments.speed import busy
 
 
 def test_covered_counts_overlaps_once_and_clips_to_the_window():

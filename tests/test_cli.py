@@ -1,4 +1,5 @@
-"""The command line end to end, offline: `python -m experiments.run` on TFDS mock data.
+"""The command line end to end, offline: `python -m experiments.run` on TFDS mock data, and a
+study's command line (its cells, `--report`).
 
 Every run is in-process (`tfds.testing.mock_data` does not cross process boundaries), through
 `experiments.run.run()`, with its exit code and its stdout and stderr captured.
@@ -8,6 +9,7 @@ import contextlib
 import io
 import json
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -188,20 +190,45 @@ def test_a_finished_run_says_so_and_changes_nothing(cli_run):
     assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()} == stamps
 
 
-def test_a_study_runs_only_its_unfinished_cells_and_reports_every_row(tmp_path, capsys):
+def test_a_study_runs_only_its_unfinished_cells_and_keeps_every_row(tmp_path):
     from experiments import cli
 
     calls = []
 
-    def run_cell(cell, data_root):
+    def run_cell(cell, data_root, workdir):
         calls.append(cell)
-        return {"cell": cell, "data_root": data_root}
+        return {"cell": cell, "data_root": data_root, "workdir": workdir}
 
-    start = ["study", "--workdir", str(tmp_path), "--data_root", "DATA"]
-    cli.cells_main([*start, "mnist:1", "mnist:2"], run_cell, None)
-    cli.cells_main([*start, "mnist:1", "mnist:2", "cifar10:3"], run_cell, None)  # a rerun
+    cli.run_cells(["mnist:1", "mnist:2"], str(tmp_path), "DATA", run_cell)
+    cli.run_cells(["mnist:1", "mnist:2", "cifar10:3"], str(tmp_path), "DATA", run_cell)  # a rerun
     assert calls == ["mnist:1", "mnist:2", "cifar10:3"]
-    capsys.readouterr()
-    cli.cells_main(["study", "--report", str(tmp_path / "cells.jsonl")], run_cell,
-                   lambda rows: ",".join(f"{r['cell']}@{r['data_root']}" for r in rows))
-    assert capsys.readouterr().out == "mnist:1@DATA,mnist:2@DATA,cifar10:3@DATA\n"
+    rows = cli.read_rows([str(tmp_path / "cells.jsonl")])
+    assert [r["cell"] for r in rows] == calls
+    assert all(r["data_root"] == "DATA" and r["workdir"] == str(tmp_path) for r in rows)
+    with pytest.raises(cli.UsageError, match="'mnist' is not a cell"):
+        cli.run_cells(["mnist"], str(tmp_path), "DATA", run_cell)
+
+
+def _set_row(cell: str, auc: float) -> dict:
+    """A row as `experiments.studies.detector_sets.run_cell` writes it."""
+    return {"cell": cell, "n_train": 100, "auc_ics": auc, "auc_split": auc, "auc_ocsvm": auc,
+            "checks": {"teacher": 0.5, "ssim": 0.25}, "weights": {"teacher": 1.0, "ssim": 0.0},
+            "n_iter": 10, "ics_fit_seconds": 3.0, "ocsvm_fit_seconds": 1.0}
+
+
+def test_a_study_s_report_prints_the_table_of_comma_separated_row_files(tmp_path):
+    from experiments.studies import detector_sets
+
+    rows = [_set_row("mnist:0", 0.9), _set_row("mnist:1", 0.8), _set_row("cifar10:3", 0.7)]
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    files[0].write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    files[1].write_text(json.dumps(rows[2]) + "\n")
+    command = [sys.executable, "-m", "experiments.studies.detector_sets"]
+    done = subprocess.run([*command, f"--report={files[0]},{files[1]}"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    assert done.stdout == detector_sets.report(rows) + "\n"
+    # A second file after a space is a cell to the command line, not a report file.
+    done = subprocess.run([*command, "--report", str(files[0]), str(files[1])], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == f"error: --report runs nothing: drop the cells ({files[1]} ...)\n"

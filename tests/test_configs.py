@@ -1,9 +1,9 @@
-"""The experiments' named configs: each dataset's default, `quick` and `paper`."""
+"""The experiments' named configs: each dataset's default, `quick` and `paper`; the sweeps'."""
 
 import pytest
 
 import ics_jax
-from experiments.configs import cifar10, fashion_mnist, mnist, table1
+from experiments.configs import cifar10, classes, fashion_mnist, mnist, table1
 from ics_jax.config import ConfigError, default_config, validate
 
 
@@ -27,6 +27,15 @@ def test_paper_is_the_papers_method_and_quick_is_the_default_cut_short(module):
 def test_table1_reproduces_the_paper_whatever_the_default():
     config = table1.get_config()
     assert (config.split_by, config.lr_schedule) == ("ssim", "constant")
+
+
+def test_classes_is_each_dataset_s_quick_config_over_classes():
+    config = classes.get_config()
+    quick = mnist.get_config("quick")
+    for key in quick:
+        if key != "dataset":  # each cell's own
+            assert config[key] == quick[key], key
+    assert (config.methods, config.rhos, config.name) == (quick.method, f"{quick.rho:g}", "")
 
 
 def test_an_unknown_config_argument_names_the_known_ones():

@@ -121,8 +121,8 @@ def test_fit_compiles_its_step_once_and_returns_each_metric_per_step():
 def test_fit_stops_at_the_first_non_finite_loss_naming_the_network():
     tx = optax.sgd(1e20)  # the quadratic's first step overflows: its second loss is inf
     state = step_lib.init_state(tx, {"params": {"w": jnp.ones(2)}})
-    with pytest.raises(step_lib.NonFiniteError,
-                       match=r"^the autoencoder's fit loss is non-finite at iteration 2 of seed 0$"):
+    with pytest.raises(step_lib.NonFiniteError, match=r"^the autoencoder's fit loss is "
+                       r"non-finite at iteration 2 of seed 0$"):
         step_lib.fit(step_lib.make_step({"fit": _quadratic}, tx), state, 0.0,
                      jax.random.key(0), 5, network="autoencoder", progress_every=1)
 

@@ -1,4 +1,5 @@
-"""The Table 1 / Fig. 4 sweep: resumable cells run exactly once, a shared split, the tables."""
+"""The Table 1 / Fig. 4 sweep: resumable cells run exactly once, a shared split, the tables;
+named sweeps of one config over classes."""
 
 import csv
 import io
@@ -8,11 +9,14 @@ import numpy as np
 import pytest
 from conftest import apply_tiny, write_idx_set
 
-from experiments import cells, paper, report
+from experiments.configs import classes, common
+from experiments.paper import cells, report
+from experiments.paper import table as paper_table
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import default_config, pipeline
 from ics_jax import split as split_lib
+from ics_jax import workdir as workdir_lib
 
 
 @pytest.fixture
@@ -97,6 +101,38 @@ def test_methods_share_the_class_split_and_rhos_cut_the_same_scores(tmp_path, da
     assert curve["mnist"][1][1] == pytest.approx(100 * by_method[("ics", 0.2)]["auc_mean"])
 
 
+def test_a_named_sweep_runs_each_class_as_experiments_run_would(tmp_path, data_root):
+    """`--config classes.py --config.name=NAME`: a cell is `workdir/<dataset>/<class>/NAME`,
+    the run `python -m experiments.run --config mnist.py:quick` makes there (its split in its
+    own folder), and no table is written."""
+    config = apply_tiny(classes.get_config())
+    config.update(datasets="mnist", normal_classes="0", data_root=str(data_root), name="ics_ssim",
+                  split_by="ssim")
+    workdir = tmp_path / "sweep"
+    (cell,) = cells.cells(config)
+    folder = workdir / "mnist" / "0" / "ics_ssim"
+    assert cell.method == "ics" and cell.directory(str(workdir)) == str(folder)
+    results = cells.run_sweep(config, str(workdir))
+    assert (folder / "split.npz").exists() and not (workdir / "mnist" / "0" / "split.npz").exists()
+    assert not (workdir / "table1.md").exists()
+    run_config = apply_tiny(common.make("mnist", "quick"))
+    run_config.update(normal_class=0, data_dir=str(data_root / "mnist"), split_by="ssim")
+    assert workdir_lib.finished_results(str(folder), run_config) == results[cell]
+
+
+def test_a_named_sweep_takes_any_method_but_one_folder_per_class():
+    config = cells.sweep_config()
+    config.update(datasets="mnist", normal_classes="0,1", methods="teacher")
+    with pytest.raises(cells.SweepError, match="named sweep"):
+        cells.cells(config)  # no column of the paper's table
+    config.name = "teacher"
+    assert [c.directory("w") for c in cells.cells(config)] == ["w/mnist/0/teacher",
+                                                               "w/mnist/1/teacher"]
+    config.update(methods="ics", rhos="0.1,0.2")
+    with pytest.raises(cells.SweepError, match="one folder per class"):
+        cells.cells(config)
+
+
 def test_the_rho_curve_compares_the_same_classes_at_every_rho():
     def ics(normal_class, rho, *aucs):
         return cells.Cell("mnist", normal_class, "ics", rho), {"auc": list(aucs)}
@@ -158,7 +194,7 @@ def test_table_puts_the_papers_values_and_differences_beside_ours():
                 cells.Cell("mnist", 2, "ics", None): _results(0.80),
                 cells.Cell("mnist", 0, "ocsvm", None): _results(0.70, seeds=1)}
     layout = report.Layout(datasets=["mnist"], classes=[0, 1, 2], methods=["ocsvm", "ics"])
-    ref = paper.table1()
+    ref = paper_table.table1()
     p0, p2 = ref[("mnist", 0, "ics")][0], ref[("mnist", 2, "ics")][0]
     md = report.table_markdown(finished, layout)
     rows = {r.split(" | ")[0].strip("| "): r for r in md.splitlines() if r.startswith("| ")}
@@ -196,10 +232,10 @@ def test_table_adds_the_ics_variants_and_the_wall_time_per_cell():
 
 
 def test_paper_table_has_eight_methods_for_thirty_classes():
-    t = paper.table1()
-    assert len(t) == 3 * 10 * len(paper.METHODS)
+    t = paper_table.table1()
+    assert len(t) == 3 * 10 * len(paper_table.METHODS)
     assert t[("fashion_mnist", 1, "ics")] == (98.9, 0.2)  # Trouser, as printed in the paper
-    assert json.dumps(sorted(report.METHOD_NAMES)) == json.dumps(sorted(paper.METHODS))
+    assert json.dumps(sorted(report.METHOD_NAMES)) == json.dumps(sorted(paper_table.METHODS))
 
 
 def test_curve_points_average_the_seeds_and_rank_with_the_split(tmp_path):

@@ -2,7 +2,7 @@
 
 import json
 
-from experiments import teacher_table
+from experiments.studies import teacher_table
 
 HEADER = "dataset,normal_class,ssim_mean,nn_w_ics_mean,ics_mean,ics_paper\n"
 

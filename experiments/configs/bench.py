@@ -1,4 +1,4 @@
-"""The throughput benchmark (`python -m experiments.bench --config bench.py --workdir DIR`).
+"""The throughput benchmark (`python -m experiments.speed.bench --config bench.py --workdir DIR`).
 
 The library defaults (the model, batch and autoencoder a real run uses) plus what the
 benchmark measures: seed counts, timed reports, the matmul size of the peak, the synthetic

@@ -11,12 +11,18 @@ def make(dataset: str, arg: str | None):
     config = default_config()
     config.dataset = dataset
     if arg == "quick":
-        config.num_seeds = 1
-        config.num_iterations = 300
+        quick(config)
     elif arg == "paper":
         paper(config)
     elif arg is not None:
         raise ConfigError(f"unknown config argument {arg!r}; give 'quick' or 'paper'")
+    return config
+
+
+def quick(config):
+    """Sets `config` to the quick budget: one seed, 300 iterations. Returns it."""
+    config.num_seeds = 1
+    config.num_iterations = 300
     return config
 
 

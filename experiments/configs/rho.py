@@ -1,6 +1,7 @@
 """Fig. 4 of the paper: mean ICS AUC against the atypical ratio `rho`, 4 seeds per class.
 
-    python -m experiments.sweep --config rho.py --workdir runs/rho --config.data_root=../shared/data
+    python -m experiments.paper.sweep --config rho.py --workdir runs/rho \\
+        --config.data_root=../shared/data
 
 Writes `rho_sweep.png`. It may share a workdir with `table1.py` (same budget): the `rho = 0.1`
 cells and each class's autoencoder are then computed once. `rho.py:cpu` is the CPU budget.

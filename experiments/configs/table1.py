@@ -1,6 +1,6 @@
 """Table 1 of the paper: 3 datasets x 10 normal classes x 8 methods, 5 seeds each.
 
-    python -m experiments.sweep --config table1.py --workdir runs/table1 \\
+    python -m experiments.paper.sweep --config table1.py --workdir runs/table1 \\
         --config.data_root=../shared/data
 
 The paper's configuration (`common.paper`: the SSIM split, a constant rate), 5 seeds and 10000
@@ -9,8 +9,8 @@ per class on a 2-core CPU (docs/results.md); narrow with `--config.datasets=mnis
 --config.normal_classes=0,1 --config.methods=ics,ocsvm`.
 """
 
-from experiments import cells
 from experiments.configs import common
+from experiments.paper import cells
 from ics_jax.config import ConfigError, default_config
 
 

@@ -2,7 +2,7 @@ r"""`ics_jax.ICS()` with its defaults, its split's own score and a pixel one-cla
 sets a user might bring: a benchmark class, the same turned (no upright orientation), a few
 hundred images.
 
-    python -m experiments.detector_sets --workdir runs/sets --data_root ../shared/data \
+    python -m experiments.studies.detector_sets --workdir runs/sets --data_root ../shared/data \
         mnist:0 mnist:2:turned mnist:2:n100 fashion_mnist:0:n300:turned
 
 A cell is `dataset:class`, then `:nN` (the first N normal training images) and `:turned` (every
@@ -11,13 +11,12 @@ line in `workdir/cells.jsonl` (a finished cell is skipped on a rerun): the test 
 the split's score (`ICS.split_score`), of the one-class SVM on the [0, 1] pixels (nu 0.1,
 `baselines.ocsvm_scores`), the split's checks and weights, and the fit times.
 
-    python -m experiments.detector_sets --report docs/sight/sets.jsonl
+    python -m experiments.studies.detector_sets --report docs/sight/sets.jsonl
 
 prints them as the markdown table of docs/sight.md.
 """
 
 import os
-import sys
 import time
 
 import ics_jax
@@ -26,7 +25,9 @@ from ics_jax import baselines, evaluate, sight
 from ics_jax import data as data_lib
 
 
-def run_cell(cell: str, data_root: str) -> dict:
+def run_cell(cell: str, data_root: str, workdir: str) -> dict:
+    """Returns the row of one cell; it keeps nothing in `workdir`."""
+    del workdir
     dataset, normal_class, *options = cell.split(":")
     data = data_lib.load_one_class(dataset, int(normal_class),
                                    os.path.join(data_root, cli.DATA_FILES[dataset]))
@@ -64,4 +65,4 @@ def report(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    cli.cells_main(sys.argv, run_cell, report)
+    cli.cells_main(run_cell, report)

@@ -1,14 +1,15 @@
 r"""Throughput of the ICS training as a run does it, beside a PyTorch eager peer.
 
-    python -m experiments.bench --config bench.py --workdir runs/bench
+    python -m experiments.speed.bench --config bench.py --workdir runs/bench
 
 On synthetic images (no dataset files), with the model, batch and autoencoder of the config,
 through the trainer `run_experiment` uses (`trainer.make_trainer`, `seeds.runner`): an f32 matmul
 peak; the SSIM split; the ICS iteration (time to the first report, iterations and images per
 second, FLOP/s from XLA's cost analysis, memory, host overhead from a profiler trace,
-`experiments.busy`); seed-iterations per second for several seed counts; and, with PyTorch
-installed (`pip install -e ".[bench]"`), the same network and iteration in PyTorch eager mode
-(`experiments.torch_peer`, a subprocess), timed in turn with ours, round by round, and the ratio.
+`experiments.speed.busy`); seed-iterations per second for several seed counts; and, with
+PyTorch installed (`pip install -e ".[bench]"`), the same network and iteration in PyTorch eager
+mode (`experiments.speed.torch_peer`, a subprocess), timed in turn with ours, round by round,
+and the ratio.
 Prints a markdown table and writes `bench.json` (and `config.json`) in the workdir. XLA's
 persistent compilation cache starts empty, so compile times are real. `bench.py:quick` is a
 smoke run.
@@ -29,7 +30,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from experiments import busy, cli
+from experiments import cli
+from experiments.speed import busy
 from ics_jax import config as config_lib
 from ics_jax import outputs, seeds, trainer, xla
 from ics_jax import split as split_lib
@@ -137,7 +139,8 @@ def bench_peer(t: trainer.Trainer, data, config) -> dict | None:
     if importlib.util.find_spec("torch") is None:
         return None
     settings = peer_settings(config, data.typical.shape[0], data.atypical.shape[0])
-    peer = subprocess.Popen([sys.executable, "-m", "experiments.torch_peer", json.dumps(settings)],
+    peer = subprocess.Popen([sys.executable, "-m", "experiments.speed.torch_peer",
+                             f"--settings={json.dumps(settings)}"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         about = json.loads(peer.stdout.readline())

@@ -6,6 +6,11 @@ a cell is finished when its `results.json` exists (written atomically, last). A 
 skips finished cells and resumes the others from their checkpoints. The split autoencoder is
 trained once per dataset and class (`workdir/<dataset>/<class>/split.npz`) and shared by every
 method and `rho` that uses it: only the cut through its SSIM scores depends on `rho`.
+
+A named sweep (`name`: one method, one `rho`, any method of `ics_jax.methods`) runs one config
+over classes instead: each cell is `workdir/<dataset>/<class>/<name>/`, exactly the run of
+`python -m experiments.run` with the same config in that folder, its split in it too (named
+sweeps in one workdir may cut their splits differently); it writes no tables.
 """
 
 import dataclasses
@@ -15,17 +20,14 @@ from collections.abc import Callable
 
 import ml_collections
 
-from experiments import paper
+from experiments import cli
+from experiments.paper import table as paper_table
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import methods as methods_lib
 from ics_jax import outputs, pipeline
 from ics_jax import split as split_lib
 from ics_jax import workdir as workdir_lib
-
-# Each dataset's raw files under `data_root`, laid out as the project's ../shared/data.
-LOCAL_FILES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist",
-               "cifar10": "cifar10_jpeg.tar.gz"}
 
 
 class SweepError(ValueError):
@@ -34,28 +36,32 @@ class SweepError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One table entry: `rho` is None for the methods that do not split the normal class."""
+    """One table entry: `rho` is None for the methods that do not split the normal class;
+    `name`, if not empty, is the cell's folder instead of the method's (a named sweep)."""
 
     dataset: str
     normal_class: int
     method: str
     rho: float | None
+    name: str = ""
 
     def directory(self, workdir: str) -> str:
-        name = self.method if self.rho is None else f"{self.method}_rho{self.rho:g}"
+        name = self.name or (self.method if self.rho is None else f"{self.method}_rho{self.rho:g}")
         return os.path.join(workdir, self.dataset, str(self.normal_class), name)
 
 
 def sweep_config(base: ml_collections.ConfigDict | None = None) -> ml_collections.ConfigDict:
     """Returns `base` (default: the library defaults) with the sweep's keys, as comma-separated
     strings so that `--config.methods=ics,ocsvm` narrows them: `datasets`, `normal_classes`,
-    `methods`, `rhos`, and `data_root` (None: TFDS)."""
+    `methods`, `rhos`, `data_root` (None: TFDS) and `name` (empty: a folder per method and
+    `rho`; else the one folder of each class's cell)."""
     c = base or config_lib.default_config()
-    c.datasets = ",".join(LOCAL_FILES)
+    c.datasets = ",".join(cli.DATA_FILES)
     c.normal_classes = ",".join(str(i) for i in range(10))
-    c.methods = ",".join(paper.METHODS)
+    c.methods = ",".join(paper_table.METHODS)
     c.rhos = "0.1"
     c.data_root = ml_collections.FieldReference(None, field_type=str)
+    c.name = ""
     return c
 
 
@@ -74,13 +80,21 @@ def _parse_list(config, key: str, cast, allowed=None) -> list:
 
 def cells(config: ml_collections.ConfigDict) -> list[Cell]:
     """Returns every cell the sweep `config` asks for, in the order they run."""
-    datasets = _parse_list(config, "datasets", str, tuple(LOCAL_FILES))
+    datasets = _parse_list(config, "datasets", str, tuple(cli.DATA_FILES))
     classes = _parse_list(config, "normal_classes", int, tuple(range(10)))
-    methods = _parse_list(config, "methods", str, paper.METHODS)
+    methods = _parse_list(config, "methods", str, tuple(methods_lib.METHODS))
+    other = [m for m in methods if m not in paper_table.METHODS]
+    if other and not config.name:
+        raise SweepError(f"methods={config.methods!r}: {other[0]} has no column in the paper's "
+                         "table; run it as a named sweep (--config.name=FOLDER)")
     rhos = _parse_list(config, "rhos", float)
-    return [Cell(d, c, m, r if m in methods_lib.SPLIT and m != "ssim" else None)
-            for d in datasets for c in classes for m in methods
-            for r in (rhos if m in methods_lib.SPLIT and m != "ssim" else [None])]
+    out = [Cell(d, c, m, r if m in methods_lib.SPLIT and m != "ssim" else None, config.name)
+           for d in datasets for c in classes for m in methods
+           for r in (rhos if m in methods_lib.SPLIT and m != "ssim" else [None])]
+    if config.name and len(out) > len(datasets) * len(classes):
+        raise SweepError(f"name={config.name!r} is one folder per class: give one method and "
+                         f"one rho, not methods={config.methods!r}, rhos={config.rhos!r}")
+    return out
 
 
 def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections.ConfigDict:
@@ -93,7 +107,7 @@ def cell_config(config: ml_collections.ConfigDict, cell: Cell) -> ml_collections
     if cell.rho is not None:
         c.rho = cell.rho
     if config.data_root is not None:
-        c.data_dir = os.path.join(config.data_root, LOCAL_FILES[cell.dataset])
+        c.data_dir = os.path.join(config.data_root, cli.DATA_FILES[cell.dataset])
     return c
 
 
@@ -107,7 +121,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
               on_cell: Callable[[Cell, dict | None], None] | None = None) -> dict[Cell, dict]:
     """Runs every unfinished cell of `config` in `workdir`; returns the results of all finished
     cells. `on_cell(cell, results)` follows each cell (results None for a cell that cannot run
-    here: `imagenet_ocsvm` without weights). Tables and figures are rewritten after each cell."""
+    here: `imagenet_ocsvm` without weights). Tables and figures are rewritten after each cell,
+    unless the sweep is named."""
     todo = cells(config)
     for cell in todo:  # every mistake in the config shows before any work
         c = cell_config(config, cell)
@@ -129,14 +144,16 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
                                                    data_dir=c.data_dir,
                                                    tfds_data_dir=c.tfds_data_dir)}
         data = loaded[key]
-        split = None
-        if c.method in methods_lib.SPLIT:
+        split = None  # a named cell's split: in its own folder, as `run_experiment` keeps it
+        if c.method in methods_lib.SPLIT and not cell.name:
             split = _class_split(c, data, os.path.dirname(cell.directory(workdir)))
         results = pipeline.run_experiment(c, cell.directory(workdir), data=data, split=split)
         if on_cell is not None:
             on_cell(cell, results)
+        if not config.name:
+            write_reports(config, workdir)
+    if not config.name:
         write_reports(config, workdir)
-    write_reports(config, workdir)
     return collect(workdir, todo)
 
 
@@ -150,7 +167,7 @@ def _class_split(config, data: data_lib.OneClassData, class_dir: str) -> split_l
     split_lib.save(path, split)
     outputs.plot_typical_atypical(
         os.path.join(class_dir, "typical_atypical.png"), data.x_train, split.scores,
-        title=f"{config.dataset}: {paper.class_name(config.dataset, config.normal_class)}")
+        title=f"{config.dataset}: {paper_table.class_name(config.dataset, config.normal_class)}")
     return split
 
 
@@ -167,8 +184,13 @@ def collect(workdir: str, wanted: list[Cell]) -> dict[Cell, dict]:
 
 def write_reports(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Writes `table1.md`, `table1.csv` (at the first of `rhos`) and, with several `rhos`,
-    `rho_sweep.png`, from the finished cells of `config` in `workdir`."""
-    from experiments import report
+    `rho_sweep.png`, from the finished cells of `config` in `workdir`. A named sweep has no
+    tables: SweepError."""
+    from experiments.paper import report
+
+    if config.name:
+        raise SweepError(f"name={config.name!r}: a named sweep writes no tables (its cells are "
+                         "read by the study that named them)")
     wanted = cells(config)
     results = collect(workdir, wanted)
     rho = _parse_list(config, "rhos", float)[0]

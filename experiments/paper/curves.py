@@ -1,6 +1,6 @@
 r"""Test AUC against iterations for the cells of sweeps run with `--config.test_curve=True`.
 
-    python -m experiments.curves --workdir runs/curves --data_root=../shared/data \
+    python -m experiments.paper.curves --workdir runs/curves --data_root=../shared/data \
         --out_dir=docs [--classes=mnist:2,fashion_mnist:0]
 
 For every dataset in the workdir (narrowed to `--classes`), one figure `curves_<dataset>.png`
@@ -50,7 +50,8 @@ def _authors_lines(dataset: str, picks: dict[str, dict]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     del argv
-    from experiments import cells, paper, report
+    from experiments.paper import report
+    from experiments.paper import table as paper_table
     from ics_jax import baselines, data, evaluate, outputs
     from ics_jax import split as split_lib
 
@@ -73,8 +74,8 @@ def main(argv: list[str]) -> None:
             labels = None
             if _DATA_ROOT.value:
                 labels = data.load_one_class(dataset, normal_class, data_dir=os.path.join(
-                    _DATA_ROOT.value, cells.LOCAL_FILES[dataset])).y_test
-            name = paper.class_name(dataset, normal_class)
+                    _DATA_ROOT.value, cli.DATA_FILES[dataset])).y_test
+            name = paper_table.class_name(dataset, normal_class)
             panels[name] = {}
             for cell_dir in cell_dirs:
                 method = os.path.basename(cell_dir).split("_rho")[0]

@@ -1,6 +1,6 @@
 r"""The ablation table: each variant's sweep beside the default's, at the same iteration.
 
-    python -m experiments.ablation --baseline runs/curves --variants runs/ablation \
+    python -m experiments.paper.ablation --baseline runs/curves --variants runs/ablation \
         --out docs/ablation.json
 
 Every folder of `--variants` is the sweep workdir of one variant (run with
@@ -94,10 +94,11 @@ def markdown(table: dict[str, list[dict]]) -> str:
     """Returns a markdown table: a row per variant and method, a column per class (variant /
     baseline AUC %), the mean difference, and for trained methods the mean difference of the
     late averages."""
-    from experiments import paper, report
+    from experiments.paper import report
+    from experiments.paper import table as paper_table
 
     classes = sorted({(r["dataset"], r["normal_class"]) for rows in table.values() for r in rows})
-    names = [f"{report.DATASET_NAMES[d]} {paper.class_name(d, c)}" for d, c in classes]
+    names = [f"{report.DATASET_NAMES[d]} {paper_table.class_name(d, c)}" for d, c in classes]
     lines = ["| variant | " + " | ".join(names) + " | mean difference | late average |",
              "| --- |" + " --- |" * (len(names) + 2)]
     for variant, method, rows in ((v, m, [r for r in found if r["method"] == m])

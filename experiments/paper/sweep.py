@@ -1,6 +1,6 @@
 r"""Reproduces the paper's Table 1 (and, with `rho.py`, Fig. 4) as a resumable sweep.
 
-    python -m experiments.sweep --config table1.py --workdir runs/table1 \
+    python -m experiments.paper.sweep --config table1.py --workdir runs/table1 \
         --config.data_root=../shared/data --config.datasets=mnist --config.methods=ics,ocsvm
 
 Every finished cell (dataset, class, method, rho) is kept: run the same command again after a
@@ -8,6 +8,13 @@ stop and only unfinished cells run. `--report_only` rewrites the tables from the
 of the config (say, all of them after narrowed sweeps) and runs nothing. Writes `table1.md`,
 `table1.csv`, `rho_sweep.png` (several `rhos`) and a `typical_atypical.png` per dataset and class
 under `--workdir`.
+
+With `--config classes.py` and `--config.name=NAME` it runs one config over classes instead,
+each cell in `WORKDIR/<dataset>/<class>/NAME/` (the teacher's table, docs/teacher.md):
+
+    python -m experiments.paper.sweep --config classes.py --workdir docs/teacher_table \
+        --config.data_root=../shared/data --config.datasets=cifar10 \
+        --config.name=teacher --config.methods=teacher --config.num_seeds=2
 """
 
 import time
@@ -26,12 +33,14 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False,
 
 def main(argv: list[str]) -> None:
     del argv
-    from experiments import cells  # after flag parsing: a bad flag should not wait on JAX
+    from experiments.paper import cells  # after flag parsing: a bad flag should not wait on JAX
 
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
-        raise cli.UsageError("give --config table1.py and --workdir DIR")
+        raise cli.UsageError("give --config table1.py (or classes.py) and --workdir DIR")
     if _REPORT_ONLY.value:
+        if config.name:
+            raise cli.UsageError("--report_only: a named sweep (--config.name) has no tables")
         cells.write_reports(config, workdir)
         print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
         return
@@ -42,17 +51,21 @@ def main(argv: list[str]) -> None:
 
     def on_cell(cell, results):
         rho = "" if cell.rho is None else f" rho {cell.rho:g}"
+        where = f" ({cell.name})" if cell.name else ""
         if results is None:
             print(f"{cell.dataset} class {cell.normal_class} {cell.method}: skipped, no "
                   "weights (--config.vgg19_weights)", flush=True)
             return
-        print(f"{cell.dataset} class {cell.normal_class} {cell.method}{rho}: AUC "
+        print(f"{cell.dataset} class {cell.normal_class} {cell.method}{rho}{where}: AUC "
               f"{results['auc_mean']:.4f} +- {results['auc_std']:.4f} "
               f"({results['timing']['total']:.0f} s, {time.time() - t0:.0f} s so far)",
               flush=True)
 
     cells.run_sweep(config, workdir, on_cell=on_cell)
-    print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
+    if config.name:
+        print(f"cells in {workdir}/<dataset>/<class>/{config.name}", flush=True)
+    else:
+        print(f"tables in {workdir}/table1.md and table1.csv", flush=True)
 
 
 if __name__ == "__main__":

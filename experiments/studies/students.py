@@ -1,7 +1,7 @@
 r"""ICS against the score its split is cut by: the classifier variants of docs/students.md, one
 seed, on one split per class.
 
-    python -m experiments.students --workdir workdirs/students --data_root ../shared/data \
+    python -m experiments.studies.students --workdir workdirs/students --data_root ../shared/data \
         cifar10:3:ics cifar10:3:student cifar10:3:rank cifar10:3:student_rank
 
 A cell is `dataset:class:variant`; the variants are `VARIANTS`' config changes to the quick
@@ -12,13 +12,12 @@ variables beside it) and shared by its variants. Per cell, one JSON line in
 own score at the end, of the split's score, and the test AUC at each report (a diagnostic
 curve, never a selection).
 
-    python -m experiments.students --report docs/students/rows.jsonl
+    python -m experiments.studies.students --report docs/students/rows.jsonl
 
 prints the markdown table of docs/students.md.
 """
 
 import os
-import sys
 import time
 
 import flax.serialization
@@ -37,6 +36,10 @@ VARIANTS = {
     "student": {"student": True},
     "rank": {"targets": "rank"},
     "student_rank": {"student": True, "targets": "rank"},
+    # A noisy student: shifted inputs and dropout.
+    "student_noisy": {"student": True, "augment": "shift", "dropout": 0.5},
+    "student_rank_noisy": {"student": True, "targets": "rank", "augment": "shift",
+                           "dropout": 0.5},
 }
 
 
@@ -112,5 +115,4 @@ def report(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    workdir = sys.argv[sys.argv.index("--workdir") + 1] if "--workdir" in sys.argv else ""
-    cli.cells_main(sys.argv, lambda cell, root: run_cell(cell, root, workdir), report)
+    cli.cells_main(run_cell, report)

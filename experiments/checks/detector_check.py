@@ -1,13 +1,13 @@
 r"""The detectors' measurements in docs/estimator.md: fit time and test AUC on MNIST digit 0, a
 one-class SVM on the same images, fit times at other image sizes, load time in a new process.
 
-    python -m experiments.detector_check --task=fit --n=0 --data_dir=../shared/data/mnist
-    python -m experiments.detector_check --task=ocsvm --n=100 --data_dir=../shared/data/mnist
-    python -m experiments.detector_check --task=size --size=64 --channels=1 --detector=ICS \
+    python -m experiments.checks.detector_check --task=fit --n=0 --data_dir=../shared/data/mnist
+    python -m experiments.checks.detector_check --task=ocsvm --n=100 --data_dir=../shared/data/mnist
+    python -m experiments.checks.detector_check --task=size --size=64 --channels=1 --detector=ICS \
         --params='{"num_iterations": 30}' --data_dir=../shared/data/mnist
-    python -m experiments.detector_check --task=save --out=/tmp/ics_model \
+    python -m experiments.checks.detector_check --task=save --out=/tmp/ics_model \
         --data_dir=../shared/data/mnist
-    python -m experiments.detector_check --task=load --out=/tmp/ics_model \
+    python -m experiments.checks.detector_check --task=load --out=/tmp/ics_model \
         --data_dir=../shared/data/mnist
 
 `fit`: `ICS(**params).fit` on the first `n` digit-0 training images (0: all), the test AUC of

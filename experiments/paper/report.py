@@ -1,7 +1,7 @@
 """Table 1 and Fig. 4 of finished sweep cells, beside the paper's numbers.
 
 Results come as `{cell: results}` where a cell has `dataset`, `normal_class` and `method`
-attributes (`experiments.cells.Cell`) and `results` is a `results.json` dict (AUC in [0, 1]).
+attributes (`experiments.paper.cells.Cell`) and `results` is a `results.json` dict (AUC in [0, 1]).
 """
 
 import dataclasses
@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import paper  # noqa: E402
+from experiments.paper import table as paper_table  # noqa: E402
 from ics_jax import baselines, evaluate, outputs  # noqa: E402
 from ics_jax import split as split_lib  # noqa: E402
 
@@ -43,7 +43,7 @@ def _ours(r: dict) -> tuple[float, float]:
 
 def _column_means(found: dict, layout: Layout, dataset: str, method: str):
     """Returns (our mean, the paper's mean over the same classes, n) or None if none finished."""
-    ref = paper.table1()
+    ref = paper_table.table1()
     done = [c for c in layout.classes if (dataset, c, method) in found]
     if not done:
         return None
@@ -72,7 +72,7 @@ def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
     each entry `ours (std) / paper (ours - paper)` in AUC %, then a column per ICS variant
     (`VARIANTS`, ours only), and a row of per-dataset means over the finished classes; a single
     run shows no spread. Cells in `missing` say 'no weights'; unfinished cells are empty."""
-    found, ref = _by_key(results), paper.table1()
+    found, ref = _by_key(results), paper_table.table1()
     missing_keys = {(c.dataset, c.normal_class, c.method) for c in missing}
     variants = _variant_columns(found, layout)
     names = [METHOD_NAMES[m] for m in layout.methods] + [VARIANTS[k] for k in variants]
@@ -93,7 +93,7 @@ def table_markdown(results: dict, layout: Layout, missing: set = frozenset(),
                     entries.append(f"no weights / {p:.1f}" if key in missing_keys else "")
             ics = found.get((dataset, c, "ics"), {})
             entries += [f"{100 * ics[k]:.1f}" if k in ics else "" for k in variants]
-            lines.append(f"| {paper.class_name(dataset, c)} | " + " | ".join(entries) + " |")
+            lines.append(f"| {paper_table.class_name(dataset, c)} | " + " | ".join(entries) + " |")
         means = []
         for m in layout.methods:
             col = _column_means(found, layout, dataset, m)
@@ -130,13 +130,13 @@ def _budget_lines(results: dict) -> list[str]:
 def table_csv(results: dict, layout: Layout) -> str:
     """Returns the same table as CSV: a row per dataset and class (and a `mean` row per
     dataset), for each method the columns `<method>_mean`, `_std`, `_paper`, `_difference`."""
-    found, ref = _by_key(results), paper.table1()
+    found, ref = _by_key(results), paper_table.table1()
     header = ["dataset", "normal_class", "class_name"] + [
         f"{m}_{k}" for m in layout.methods for k in ("mean", "std", "paper", "difference")]
     rows = [",".join(header)]
     for dataset in layout.datasets:
         for c in layout.classes:
-            row = [dataset, str(c), paper.class_name(dataset, c)]
+            row = [dataset, str(c), paper_table.class_name(dataset, c)]
             for m in layout.methods:
                 p = ref[(dataset, c, m)][0]
                 if (dataset, c, m) in found:
@@ -220,13 +220,13 @@ def authors_selection(cell_dir: str) -> dict[str, float]:
 
 
 def merge_curves(summary: dict, earlier: dict) -> dict:
-    """Returns `summary` (as `experiments.curves` writes it: `{dataset: {"curves", "ssim",
+    """Returns `summary` (as `experiments.paper.curves` writes it: `{dataset: {"curves", "ssim",
     "authors_protocol"}}`, each keyed by class name) with the classes and datasets of `earlier`
     that it lacks added, each dataset's classes in class order; `summary` wins where both hold
     a class."""
     merged = {}
     for dataset in {**earlier, **summary}:
-        order = [paper.class_name(dataset, i) for i in range(10)]
+        order = [paper_table.class_name(dataset, i) for i in range(10)]
         old, new = earlier.get(dataset, {}), summary.get(dataset, {})
         merged[dataset] = {}
         for key in ("curves", "ssim", "authors_protocol"):

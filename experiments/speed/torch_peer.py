@@ -6,9 +6,13 @@ iteration as `train.make_iteration`: closeness on `batch_size` typical pairs, th
 a half-typical, half-atypical batch, dispersion on `batch_size` atypical pairs, each one Adam
 step with its own state, L2 on the convolution kernels in the loss.
 
-`experiments.bench` runs it as a subprocess (`python -m experiments.torch_peer`, PyTorch from
-`pip install -e ".[bench]"`) and talks to it over stdin/stdout: it first prints its parameter
-count, then, for each line `N` it reads, runs N iterations and prints their seconds.
+`experiments.speed.bench` runs it as a subprocess, PyTorch from `pip install -e ".[bench]"`:
+
+    python -m experiments.speed.torch_peer --settings='{"net": {}, "iteration": {},
+        "num_typical": 600, "num_atypical": 66}'
+
+and talks to it over stdin/stdout: it first prints its parameter count, then, for each line `N`
+it reads, runs N iterations and prints their seconds. It imports no JAX.
 """
 
 import json
@@ -107,5 +111,19 @@ def serve(settings: dict) -> None:
         print(time.perf_counter() - start, flush=True)
 
 
-if __name__ == "__main__":
-    serve(json.loads(sys.argv[1]))
+if __name__ == "__main__":  # the flags only here: tests import this module beside others
+    from absl import flags
+
+    from experiments import cli
+
+    _SETTINGS = flags.DEFINE_string("settings", None, "JSON: `net` (make_net's keyword "
+                                    "arguments), `iteration` (make_iteration's), `num_typical`, "
+                                    "`num_atypical`, `threads` (optional).")
+
+    def main(argv: list[str]) -> None:
+        del argv
+        if _SETTINGS.value is None:
+            raise cli.UsageError("give --settings JSON (experiments.speed.bench writes it)")
+        serve(json.loads(_SETTINGS.value))
+
+    cli.run_app(main)

@@ -1,11 +1,13 @@
-"""The teacher's table: per class, the dataset's former default detector, the transformation teacher
-and ICS on its split beside the SSIM split, NNwICS and ICS of a Table 1 sweep and the paper's
-ICS, as markdown. AUC %.
+r"""The teacher's table: per class, the dataset's former default detector, the transformation
+teacher and ICS on its split beside the SSIM split, NNwICS and ICS of a Table 1 sweep and the
+paper's ICS, as markdown. AUC %.
 
-    python -m experiments.teacher_table docs/teacher_table docs/table1/table1.csv
+    python -m experiments.studies.teacher_table --workdir docs/teacher_table \
+        --table1 docs/table1/table1.csv
 
-Reads the finished cells `WORKDIR/<dataset>/<class>/{teacher,ics_teacher}/results.json`
-(experiments/class_sweep.sh) and the Table 1 CSV (`ssim_mean`, `nn_w_ics_mean`, `ics_mean`,
+Reads the finished cells `WORKDIR/<dataset>/<class>/{teacher,ics_teacher,ics_auto}/results.json`
+(named sweeps, `python -m experiments.paper.sweep --config classes.py --config.name=teacher
+...`: docs/teacher.md) and the Table 1 CSV (`ssim_mean`, `nn_w_ics_mean`, `ics_mean`,
 `ics_paper`); prints a row per class of either, then mean rows per dataset over the
 development classes and over all of its classes (a column's mean over the classes it has,
 their count beside it where that is fewer), and the wall time per cell of each column.
@@ -14,11 +16,11 @@ their count beside it where that is fewer), and the wall time per cell of each c
 import csv
 import json
 import pathlib
-import sys
 
 import numpy as np
 
-from experiments import paper
+from experiments import cli
+from experiments.paper import table as paper_table
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DEVELOPMENT = {"mnist": (2, 5, 8), "fashion_mnist": (0, 2, 8), "cifar10": (3, 5, 9)}
@@ -73,7 +75,7 @@ def markdown(found: list[dict], seconds: dict) -> str:
     """Returns the per-class rows, a mean row per dataset and class group, the times."""
     lines = ["| class | " + " | ".join(NAMES) + " |", "| --- |" + " --- |" * len(NAMES)]
     for r in found:
-        label = f"{r['dataset']} {r['class']} ({paper.class_name(r['dataset'], r['class'])})"
+        label = f"{r['dataset']} {r['class']} ({paper_table.class_name(r['dataset'], r['class'])})"
         lines.append(f"| {label} | " + " | ".join(_cell(r[k]) for k in NAMES) + " |")
     for dataset in DATASETS:
         mine = [r for r in found if r["dataset"] == dataset]
@@ -105,5 +107,16 @@ def _cell(value) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
-if __name__ == "__main__":
-    print(markdown(*rows(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))))
+if __name__ == "__main__":  # the flags only here: tests import this module beside others
+    from absl import flags
+
+    _WORKDIR = flags.DEFINE_string("workdir", None, "The named sweeps' workdir.")
+    _TABLE1 = flags.DEFINE_string("table1", None, "A Table 1 sweep's table1.csv.")
+
+    def main(argv: list[str]) -> None:
+        del argv
+        if _WORKDIR.value is None or _TABLE1.value is None:
+            raise cli.UsageError("give --workdir DIR and --table1 TABLE1.csv")
+        print(markdown(*rows(pathlib.Path(_WORKDIR.value), pathlib.Path(_TABLE1.value))))
+
+    cli.run_app(main)

@@ -1,6 +1,6 @@
 r"""The estimator against the experiment runner, on real files: the same config, one seed.
 
-    python -m experiments.estimator_check --config fashion_mnist.py:quick \
+    python -m experiments.checks.estimator_check --config fashion_mnist.py:quick \
         --config.data_dir=../shared/data/fashion_mnist --config.normal_class=1 \
         --workdir runs/estimator_check
 
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     overrides = {k: resolved[k] for k in ics_jax.ICS().get_params() if k in resolved}
     model = ics_jax.ICS(**overrides, max_epochs=None, verbose=True).fit(normal)
     model.save(os.path.join(workdir, "model"))
-    scored = subprocess.run([sys.executable, "-m", "experiments.estimator_check",
+    scored = subprocess.run([sys.executable, "-m", "experiments.checks.estimator_check",
                              *sys.argv[1:], "--score_only"], check=True, capture_output=True,
                             text=True)
     estimator_auc = json.loads(scored.stdout.strip().splitlines()[-1])["auc"]

@@ -1,6 +1,6 @@
 r"""What each split score can see, label-free, against what it does see on the test labels.
 
-    python -m experiments.sight_study --workdir runs/sight --data_root ../shared/data \
+    python -m experiments.studies.sight_study --workdir runs/sight --data_root ../shared/data \
         mnist:2 mnist:5 fashion_mnist:0 cifar10:3 mnist:2:turned
 
 Per cell (`dataset:class`, `:turned` turns every training and test image by a seeded random
@@ -11,7 +11,8 @@ from held-out images, the AUC of each score between held-out images and their ps
 On the test labels (to evaluate, never to choose): each score's AUC and their rank average's.
 One JSON line per cell in `workdir/cells.jsonl`; a finished cell is skipped on a rerun.
 
-    python -m experiments.sight_study --report docs/sight/upright.jsonl docs/sight/turned.jsonl
+    python -m experiments.studies.sight_study \
+        --report docs/sight/upright.jsonl,docs/sight/turned.jsonl
 
 prints the markdown table of docs/sight.md from such files: per cell the checks, the scores'
 test AUCs, what `sight.weigh` chooses and the AUC of the split's score it makes, and the mean
@@ -19,7 +20,6 @@ of each group of cells.
 """
 
 import os
-import sys
 import time
 import warnings
 
@@ -51,7 +51,9 @@ def pseudo_anomalies(images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-def run_cell(cell: str, data_root: str) -> dict:
+def run_cell(cell: str, data_root: str, workdir: str) -> dict:
+    """Returns the row of one cell; it keeps nothing in `workdir`."""
+    del workdir
     dataset, normal_class, *rest = cell.split(":")
     turned = rest == ["turned"]
     data = data_lib.load_one_class(dataset, int(normal_class),
@@ -136,4 +138,4 @@ def report(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    cli.cells_main(sys.argv, run_cell, report)
+    cli.cells_main(run_cell, report)

@@ -1,5 +1,5 @@
 """The paper's Table 1 (AUC in %, mean and std over 5 seeds), kept as data in one place:
-`experiments/resources/paper_table1.csv`, one row per dataset, normal class and method."""
+`resources/paper_table1.csv` beside this file, one row per dataset, normal class and method."""
 
 import csv
 import functools
@@ -10,7 +10,7 @@ METHODS = ("ocsvm", "iforest", "imagenet_ocsvm", "ssim", "dsvdd", "naive_nn", "n
 
 @functools.cache
 def _rows() -> tuple[dict, ...]:
-    path = importlib.resources.files("experiments").joinpath("resources/paper_table1.csv")
+    path = importlib.resources.files(__package__).joinpath("resources/paper_table1.csv")
     return tuple(csv.DictReader(path.read_text().splitlines()))
 
 
