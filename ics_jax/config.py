@@ -17,7 +17,7 @@ CHOICES = {
     "baseline_inputs": ("gcn_minmax", "pixels"),
     "ae_loss": ("bce", "mse"),
     "split_by": ("auto", "ssim", "teacher"),
-    "targets": ("cut", "rank"),
+    "targets": ("cut", "rank", "both"),
     "teacher_transformations": ("rotate", "rotate_flip", "rotate_mirrored"),
     "lr_schedule": ("constant", "cosine"),
 }
@@ -70,7 +70,8 @@ def default_config() -> ml_collections.ConfigDict:
     # from the split's trained teacher and keeps its task as a fourth phase (docs/students.md).
     c.student = False
     # What the binary phase learns: 'cut', the paper's typical / atypical labels; 'rank', pairs
-    # of normal images ordered by the split's score (a ranking loss in its place).
+    # of normal images ordered by the split's score (a ranking loss in its place); 'both', the
+    # ranking as a phase after the binary one.
     c.targets = "cut"
     # A label-free stop (ics_jax/stopping.py): this fraction of the typical and of the atypical
     # images is held out of training, and each seed's network is the one of the report
@@ -198,9 +199,9 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
         raise ConfigError(f"student=True starts the classifier from the split's teacher: it "
                           f"needs a classifier on a split by 'auto' or 'teacher', not "
                           f"method={config.method}, split_by={config.split_by}")
-    if config.targets == "rank" and config.method != "ics":
-        raise ConfigError(f"targets='rank' replaces ICS's binary phase; method={config.method} "
-                          "has none to replace")
+    if config.targets != "cut" and config.method != "ics":
+        raise ConfigError(f"targets={config.targets!r} is a target of ICS's binary phase; "
+                          f"method={config.method} has none")
     if config.method == "ssim" and config.split_by != "ssim":
         raise ConfigError("method=ssim is the split autoencoder's SSIM: it needs split_by=ssim")
     if config.weight_decay < 0:

@@ -32,6 +32,7 @@ STUDENT_PHASES = PHASES + ("transformation",)
 # Targets that keep the split's order: the binary phase replaced by a ranking of pairs of normal
 # images by the split's score (`config.targets='rank'`).
 RANK_PHASES = ("closeness", "rank", "dispersion")
+BOTH_PHASES = ("closeness", "intra_class", "rank", "dispersion")  # `targets='both'`
 # The authors' released schedule: closeness and dispersion summed into one step, then the
 # binary step.
 JOINT_PHASES = ("pairs", "intra_class")

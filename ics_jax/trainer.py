@@ -33,8 +33,8 @@ def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     if config.method == "ics" and config.schedule == "joint":
         return train.JOINT_PHASES
     cycle = methods.METHODS[config.method].phases
-    if config.method == "ics" and config.targets == "rank":
-        cycle = train.RANK_PHASES
+    if config.method == "ics" and config.targets != "cut":
+        cycle = train.RANK_PHASES if config.targets == "rank" else train.BOTH_PHASES
     return cycle + (("transformation",) if config.student else ())
 
 
