@@ -26,9 +26,6 @@ from ics_jax import step as step_lib
 from ics_jax import teacher as teacher_lib
 
 PHASES = ("closeness", "intra_class", "dispersion")
-# The student of the transformation teacher (`config.student`): the paper's phases, then the
-# teacher's own task on every normal image through the network's transformation head.
-STUDENT_PHASES = PHASES + ("transformation",)
 # Targets that keep the split's order: the binary phase replaced by a ranking of pairs of normal
 # images by the split's score (`config.targets='rank'`).
 RANK_PHASES = ("closeness", "rank", "dispersion")

@@ -35,6 +35,7 @@ def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     cycle = methods.METHODS[config.method].phases
     if config.method == "ics" and config.targets != "cut":
         cycle = train.RANK_PHASES if config.targets == "rank" else train.BOTH_PHASES
+    # The student keeps the teacher's task as a last phase, on every normal image.
     return cycle + (("transformation",) if config.student else ())
 
 

@@ -20,13 +20,12 @@ prints the markdown table of docs/students.md.
 import os
 import time
 
-import flax.serialization
 import numpy as np
 
 from experiments import cli
 from experiments.configs import common
 from ics_jax import data as data_lib
-from ics_jax import evaluate
+from ics_jax import evaluate, outputs
 from ics_jax import split as split_lib
 from ics_jax import trainer as trainer_lib
 
@@ -41,8 +40,6 @@ VARIANTS = {
     "student_short": {"student": True, "num_iterations": 100},
     # A noisy student: shifted inputs and dropout.
     "student_noisy": {"student": True, "augment": "shift", "dropout": 0.5},
-    "student_rank_noisy": {"student": True, "targets": "rank", "augment": "shift",
-                           "dropout": 0.5},
 }
 
 
@@ -52,14 +49,11 @@ def class_split(config, data, directory: str):
     split_path, teacher_path = (os.path.join(directory, f) for f in ("split.npz",
                                                                      "teacher.msgpack"))
     if os.path.exists(teacher_path):
-        with open(teacher_path, "rb") as f:
-            return split_lib.load(split_path), flax.serialization.msgpack_restore(f.read())
+        return split_lib.load(split_path), outputs.read_variables(teacher_path)
     split, model = split_lib.compute_split(config, data.x_train, split_lib.split_key(config),
                                            data.x_test)
-    os.makedirs(directory, exist_ok=True)
     split_lib.save(split_path, split)
-    with open(teacher_path, "wb") as f:
-        f.write(flax.serialization.msgpack_serialize(model["teacher"]))
+    outputs.write_variables(teacher_path, model["teacher"])
     return split, model["teacher"]
 
 
