@@ -13,10 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["JAX_PLATFORMS"] = "cpu"
 # Tests rebuild the same programs many times: a suite-wide XLA cache, shared by the test
 # workers and their subprocesses, compiles each once; the process that made it removes it.
+# Every program goes in (a run's ~100 small eager ones too, ~0.1 s each to compile), so a
+# subprocess's run reads what the workers compiled.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ics-jax-test-xla-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import gzip  # noqa: E402
 import pathlib  # noqa: E402

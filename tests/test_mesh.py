@@ -36,14 +36,15 @@ def test_mesh_cases_on_eight_host_devices():
                           __file__], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "5 passed" in run.stdout, run.stdout[-2000:]
+    assert "4 passed" in run.stdout, run.stdout[-2000:]
 
 
 @EIGHT
-@pytest.mark.parametrize("per_call", [1, 3])  # one iteration per program (CPU); a scan of 3
-def test_the_mesh_placement_equals_a_loop_over_seeds_with_padding(monkeypatch, per_call):
-    """3 seeds over 8 host devices: five of them run padding copies of seed 0."""
-    monkeypatch.setattr(seeds, "iterations_per_call", lambda report_every: per_call)
+def test_the_mesh_placement_equals_a_loop_over_seeds_with_padding(monkeypatch):
+    """3 seeds over 8 host devices: five of them run padding copies of seed 0. Each program
+    runs a scan of 3 iterations, as on an accelerator (the CPU's one iteration per program
+    runs in `test_multihost_run`)."""
+    monkeypatch.setattr(seeds, "iterations_per_call", lambda report_every: 3)
     net, tx, iteration = _iteration(tx=optax.sgd(0.05))
     keys = jax.random.split(jax.random.key(6), 3)
     reported = {}

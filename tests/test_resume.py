@@ -15,20 +15,17 @@ from conftest import TINY, apply_tiny, tiny_flags
 from ics_jax import default_config, outputs, pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# The NaiveNN classifier (no split to train in each process) and the teacher with two seeds;
-# many small checkpoints, so that the run is still going when the first one lands.
-SETTINGS = {
-    "naive_nn": {**TINY, "method": "naive_nn", "num_seeds": 1, "num_iterations": 12,
-                 "log_every": 2, "checkpoint_every": 2},
-    "teacher": {**TINY, "method": "teacher", "num_seeds": 2, "teacher_num_steps": 12,
-                "log_every": 2, "checkpoint_every": 2},
-}
+# The teacher with two seeds, through the runner every network trains with (ICS's own resume
+# is `test_pipeline`'s, in one process); many small checkpoints, so that the run is still going
+# when the first one lands.
+SETTINGS = {**TINY, "method": "teacher", "num_seeds": 2, "teacher_num_steps": 12,
+            "log_every": 2, "checkpoint_every": 2}
 
 
-def _command(workdir, npz, method):
+def _command(workdir, npz):
     return [sys.executable, "-m", "experiments.run", "--config", "mnist.py",
             "--workdir", str(workdir), f"--config.data_dir={npz}",
-            *tiny_flags(SETTINGS[method])]
+            *tiny_flags(SETTINGS)]
 
 
 def _env():
@@ -40,10 +37,9 @@ def _steps(workdir) -> list[int]:
     return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.exists() else []
 
 
-@pytest.mark.parametrize("method", list(SETTINGS))
-def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_npz, method):
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_npz):
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_command(killed, tiny_npz, method), cwd=REPO, env=_env(),
+    proc = subprocess.Popen(_command(killed, tiny_npz), cwd=REPO, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not _steps(killed) and time.time() < deadline:
@@ -53,9 +49,9 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path, tiny_npz, m
     assert not (killed / "results.json").exists(), "the run ended before it could be killed"
     assert _steps(killed), "no checkpoint was written before the kill"
 
-    subprocess.run(_command(killed, tiny_npz, method), cwd=REPO, env=_env(), check=True,
+    subprocess.run(_command(killed, tiny_npz), cwd=REPO, env=_env(), check=True,
                    capture_output=True, timeout=300)
-    config = apply_tiny(default_config(), SETTINGS[method])
+    config = apply_tiny(default_config(), SETTINGS)
     config.data_dir = str(tiny_npz)
     straight = pipeline.run_experiment(config, str(tmp_path / "straight"))  # never interrupted
     resumed = json.loads((killed / "results.json").read_text())

@@ -11,6 +11,7 @@ from ics_jax.config import ConfigError, default_config
 
 def get_config(arg: str | None = None):
     config = default_config()
+    config.split_by = "ssim"  # the split is only the training pool here: the cheap one
     config.num_seeds_list = (1, 2, 4)  # seed counts of the seeds table
     config.timed_reports = 4  # reports per timing; the first (compile) is not counted
     config.report_every = 10  # iterations per report, and per round against the peer
