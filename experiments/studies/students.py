@@ -35,6 +35,7 @@ VARIANTS = {
     "student": {"student": True},
     "rank": {"targets": "rank"},
     "both": {"targets": "both"},  # the ranking beside the binary phase
+    "both_long": {"targets": "both", "num_iterations": 600},  # twice the quick budget
     "student_rank": {"student": True, "targets": "rank"},
     # The student fine-tuned a third as long.
     "student_short": {"student": True, "num_iterations": 100},
