@@ -103,7 +103,7 @@ def _reports(first: int, num: int, report_every: int, lead: bool = False):
 
 def _run_loop(step, states, data, seed_keys, first, num, *, report_every, on_report=None):
     on_report = on_report or (lambda *_: None)
-    chunk = xla.jit(step, donate_argnums=0)
+    chunk = jax.jit(step, donate_argnums=0, compiler_options=xla.compiler_options())
     num_seeds = seed_keys.shape[0]
     per_seed, keys = unstack(states, num_seeds), list(seed_keys)
     for start, end in _reports(first, num, report_every, lead=True):
@@ -125,25 +125,28 @@ def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_rep
     per_call = iterations_per_call(report_every)
 
     def device_block(states, data, key_data, start, length):
-        """A device's block of seeds, `vmap`ped: `length` iterations each, a `lax.scan` or on
-        a CPU (no compiled loop there) the step itself; each metric `[length, S_local]`."""
-        def one_seed(state, kd):
-            key = jax.random.wrap_key_data(kd)
-            if length == 1:
-                state, m = step(state, data, key, start)
-                return state, jax.tree.map(lambda v: v[None], m)
-            return jax.lax.scan(lambda s, it: step(s, data, key, it), state,
-                                start + jnp.arange(length))
-        states, metrics = jax.vmap(one_seed)(states, key_data)  # each metric [S_local, n]
-        return states, jax.tree.map(lambda m: jnp.swapaxes(m, 0, 1), metrics)
+        """A device's block of seeds: `length` iterations of the step `vmap`ped over them, a
+        `lax.scan` or on a CPU (no compiled loop there) the step itself; each metric
+        `[length, S_local]`."""
+        keys = jax.random.wrap_key_data(key_data)
+        if length == 1:
+            states, m = jax.vmap(step, in_axes=(0, None, 0, None))(states, data, keys, start)
+            return states, jax.tree.map(lambda v: v[None], m)
+        return jax.lax.scan(
+            lambda s, it: jax.vmap(step, in_axes=(0, None, 0, None))(s, data, keys, it),
+            states, start + jnp.arange(length))
 
-    program = xla.jit(
-        lambda states, data, key_data, start, length: jax.shard_map(
-            functools.partial(device_block, length=length), mesh=mesh,
-            in_specs=(P(distributed.AXIS), P(), P(distributed.AXIS), P()),
-            out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)),
-            check_vma=False)(states, data, key_data, start),
-        donate_argnums=0, static_argnums=4)
+    programs = {}  # one program per iteration count, compiled at its first call
+
+    def program(length: int):
+        if length not in programs:
+            programs[length] = jax.jit(jax.shard_map(
+                functools.partial(device_block, length=length), mesh=mesh,
+                in_specs=(P(distributed.AXIS), P(), P(distributed.AXIS), P()),
+                out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)), check_vma=False),
+                donate_argnums=0, compiler_options=xla.compiler_options())
+        return programs[length]
+
     # Each process feeds its own block of the (padded) seed axis; the data is replicated.
     padded = pad((states, jax.random.key_data(seed_keys)), mesh.size)
     total = num_seeds + (-num_seeds) % mesh.size
@@ -155,7 +158,7 @@ def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_rep
     for start, end in _reports(first, num, report_every):
         metrics = []
         for t in range(start, end, per_call):
-            states, m = program(states, data, key_data, np.int32(t), min(per_call, end - t))
+            states, m = program(min(per_call, end - t))(states, data, key_data, np.int32(t))
             metrics.append(m)
         # To the host, then the padding dropped: never a resharding program, which on forced
         # CPU host devices would be an in-process collective (those can deadlock).
