@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import xla_flags
 
 from experiments.configs import mnist
 from ics_jax import pipeline
@@ -39,8 +40,9 @@ def test_the_default_run_finishes_beside_a_cpu_hog_with_the_quiet_result(tmp_pat
     config.update(data_dir=str(npz), **OVERRIDES)
     quiet = pipeline.run_experiment(config, str(tmp_path / "quiet"))
 
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # the default devices
-    env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    # The default devices: the suite's XLA_FLAGS force no device count.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "XLA_FLAGS": xla_flags()}
     command = [sys.executable, "-m", "experiments.run", "--config", "mnist.py:quick",
                "--workdir", str(tmp_path / "busy"), f"--config.data_dir={npz}",
                *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]

@@ -11,6 +11,7 @@ import time
 
 import jax
 import pytest
+from conftest import xla_flags
 
 from ics_jax import distributed
 from ics_jax.config import default_config
@@ -40,7 +41,7 @@ def free_port() -> int:
 
 def worker_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in distributed.CLUSTER_ENV}
-    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    env.update(XLA_FLAGS=xla_flags(2), JAX_PLATFORMS="cpu",
                PYTHONPATH=str(REPO))
     return env
 

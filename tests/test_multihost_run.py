@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 
-from conftest import TINY, apply_tiny, tiny_flags
+from conftest import TINY, apply_tiny, tiny_flags, xla_flags
 
 from ics_jax import default_config, pipeline
 
@@ -33,7 +33,7 @@ def _command(workdir, npz, *extra):
 
 def _env(devices: int):
     return {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+            "XLA_FLAGS": xla_flags(devices)}
 
 
 def test_two_processes_train_the_seeds_of_one_process(tmp_path, tiny_npz):
