@@ -103,7 +103,7 @@ def _reports(first: int, num: int, report_every: int, lead: bool = False):
 
 def _run_loop(step, states, data, seed_keys, first, num, *, report_every, on_report=None):
     on_report = on_report or (lambda *_: None)
-    chunk = jax.jit(step, donate_argnums=0, compiler_options=xla.compiler_options())
+    chunk = xla.jit_now(step, donate_argnums=0)
     num_seeds = seed_keys.shape[0]
     per_seed, keys = unstack(states, num_seeds), list(seed_keys)
     for start, end in _reports(first, num, report_every, lead=True):
@@ -124,28 +124,26 @@ def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_rep
     num_seeds = seed_keys.shape[0]
     per_call = iterations_per_call(report_every)
 
+    every_seed = jax.vmap(step, in_axes=(0, None, 0, None))  # the step of a block of seeds
+
     def device_block(states, data, key_data, start, length):
         """A device's block of seeds: `length` iterations of the step `vmap`ped over them, a
         `lax.scan` or on a CPU (no compiled loop there) the step itself; each metric
         `[length, S_local]`."""
         keys = jax.random.wrap_key_data(key_data)
         if length == 1:
-            states, m = jax.vmap(step, in_axes=(0, None, 0, None))(states, data, keys, start)
+            states, m = every_seed(states, data, keys, start)
             return states, jax.tree.map(lambda v: v[None], m)
-        return jax.lax.scan(
-            lambda s, it: jax.vmap(step, in_axes=(0, None, 0, None))(s, data, keys, it),
-            states, start + jnp.arange(length))
+        return jax.lax.scan(lambda s, it: every_seed(s, data, keys, it), states,
+                            start + jnp.arange(length))
 
-    programs = {}  # one program per iteration count, compiled at its first call
-
+    @functools.cache  # one program per iteration count, compiled at its first call
     def program(length: int):
-        if length not in programs:
-            programs[length] = jax.jit(jax.shard_map(
-                functools.partial(device_block, length=length), mesh=mesh,
-                in_specs=(P(distributed.AXIS), P(), P(distributed.AXIS), P()),
-                out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)), check_vma=False),
-                donate_argnums=0, compiler_options=xla.compiler_options())
-        return programs[length]
+        return xla.jit_now(jax.shard_map(
+            functools.partial(device_block, length=length), mesh=mesh,
+            in_specs=(P(distributed.AXIS), P(), P(distributed.AXIS), P()),
+            out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)), check_vma=False),
+            donate_argnums=0)
 
     # Each process feeds its own block of the (padded) seed axis; the data is replicated.
     padded = pad((states, jax.random.key_data(seed_keys)), mesh.size)

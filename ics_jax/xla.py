@@ -19,6 +19,13 @@ def compiler_options() -> dict:
     return dict(CPU_OPTIONS) if jax.default_backend() == "cpu" else {}
 
 
+def jit_now(fn, **kwargs):
+    """Returns `jax.jit(fn, **kwargs)` compiled with `compiler_options()`, chosen now: for code
+    that runs after the backend is set up (the seeds' runners), with no wrapper between the
+    caller and `fn`."""
+    return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+
+
 def jit(fn=None, **kwargs):
     """Returns `jax.jit(fn, **kwargs)` compiled with `compiler_options()`, built at the first
     call (or `.lower`); usable as a decorator, `@jit` or `@jit(static_argnums=0)`. Called while
@@ -28,7 +35,7 @@ def jit(fn=None, **kwargs):
 
     @functools.cache
     def build():
-        return jax.jit(fn, compiler_options=compiler_options(), **kwargs)
+        return jit_now(fn, **kwargs)
 
     @functools.wraps(fn)
     def call(*args, **kw):
