@@ -126,23 +126,22 @@ def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_rep
 
     every_seed = jax.vmap(step, in_axes=(0, None, 0, None))  # the step of a block of seeds
 
-    def device_block(states, data, key_data, start, length):
-        """A device's block of seeds: `length` iterations of the step `vmap`ped over them, a
-        `lax.scan` or on a CPU (no compiled loop there) the step itself; each metric
-        `[length, S_local]`."""
-        keys = jax.random.wrap_key_data(key_data)
-        if length == 1:
-            states, m = every_seed(states, data, keys, start)
-            return states, jax.tree.map(lambda v: v[None], m)
-        return jax.lax.scan(lambda s, it: every_seed(s, data, keys, it), states,
-                            start + jnp.arange(length))
+    def iteration(carry, it):
+        """One iteration of a device's block of seeds in `lax.scan`'s form: `carry` is
+        `(states, data, key_data)`, each metric `[S_local]`."""
+        states, data, key_data = carry
+        states, m = every_seed(states, data, jax.random.wrap_key_data(key_data), it)
+        return (states, data, key_data), m
 
     @functools.cache  # one program per iteration count, compiled at its first call
     def program(length: int):
+        """`((states, data, key_data), iterations [length]) -> (carry, metrics [length, S])`: a
+        `lax.scan` of `length` iterations on each device (of one, on a CPU, XLA leaves no loop)."""
+        seeds, shared = P(distributed.AXIS), P()
         return xla.jit_now(jax.shard_map(
-            functools.partial(device_block, length=length), mesh=mesh,
-            in_specs=(P(distributed.AXIS), P(), P(distributed.AXIS), P()),
-            out_specs=(P(distributed.AXIS), P(None, distributed.AXIS)), check_vma=False),
+            functools.partial(jax.lax.scan, iteration), mesh=mesh,
+            in_specs=((seeds, shared, seeds), shared),
+            out_specs=((seeds, shared, seeds), P(None, distributed.AXIS)), check_vma=False),
             donate_argnums=0)
 
     # Each process feeds its own block of the (padded) seed axis; the data is replicated.
@@ -153,11 +152,14 @@ def _run_mesh(step, states, data, seed_keys, first, num, *, report_every, on_rep
                                                mesh)
     data = jax.tree.map(lambda x: jax.make_array_from_process_local_data(
         NamedSharding(mesh, P()), np.asarray(x)), data)
+    carry = (states, data, key_data)
     for start, end in _reports(first, num, report_every):
         metrics = []
         for t in range(start, end, per_call):
-            states, m = program(min(per_call, end - t))(states, data, key_data, np.int32(t))
+            its = np.arange(t, min(t + per_call, end), dtype=np.int32)
+            carry, m = program(len(its))(carry, its)
             metrics.append(m)
+        states = carry[0]
         # To the host, then the padding dropped: never a resharding program, which on forced
         # CPU host devices would be an in-process collective (those can deadlock).
         on_report(end, take(distributed.to_host(states), num_seeds),

@@ -1,5 +1,8 @@
 """One ICS iteration and how the seeds run it: phases, compilation, placements, determinism."""
 
+import inspect
+import os
+
 import chex
 import jax
 import numpy as np
@@ -70,12 +73,21 @@ def test_intra_class_loss_falls_on_a_toy_set():
 
 
 @pytest.mark.parametrize("where", seeds.PLACEMENTS)
-def test_a_run_compiles_its_iteration_once_for_every_seed_and_report(where):
+def test_a_run_compiles_its_iteration_once_and_calls_it_from_the_runner_itself(where):
     chex.clear_trace_counter()  # the counter is keyed by the function's code, shared by params
     net, tx, iteration = _iteration()
-    traced = chex.assert_max_traces(iteration, n=1)
-    seeds.runner(where)(traced, _states(net, tx, 2), toy_data(),
+    callers = []
+
+    def step(*args):  # records the package's functions on the stack when the step is traced
+        callers.append([f.function for f in inspect.stack() if f"{os.sep}ics_jax{os.sep}" in
+                        f.filename])
+        return iteration(*args)
+
+    seeds.runner(where)(chex.assert_max_traces(step, n=1), _states(net, tx, 2), toy_data(),
                         jax.random.split(jax.random.key(0), 2), 0, 4, report_every=2)
+    # At most the runner and one scan body: experiments/run.py reaches a loss in six calls
+    # (main, run_experiment, train_states, the runner, [the body,] the step, the loss).
+    assert callers == [{"loop": ["_run_loop"], "mesh": ["iteration", "_run_mesh"]}[where]]
 
 
 def test_reports_come_at_multiples_and_a_fresh_cpu_run_reports_its_first_iteration():

@@ -4,10 +4,11 @@ seed, on one split per class.
     python -m experiments.studies.students --workdir workdirs/students --data_root ../shared/data \
         cifar10:3:ics cifar10:3:student cifar10:3:rank cifar10:3:student_rank
 
-A cell is `dataset:class:variant`; the variants are `VARIANTS`' config changes to the quick
-config (`experiments/configs/<dataset>.py:quick`: 300 iterations, the self-checked split). The
-split of a class is computed once (`workdir/<dataset>/<class>/split.npz` and the teacher's
-variables beside it) and shared by its variants. Per cell, one JSON line in
+A cell is `dataset:class:variant[:seed]` (seed 0 if left out: the classifier's initialisation);
+the variants are `VARIANTS`' config changes to the quick config
+(`experiments/configs/<dataset>.py:quick`: 300 iterations, the self-checked split). The split of
+a class is computed once (`workdir/<dataset>/<class>/split.npz` and the teacher's variables
+beside it) and shared by its variants and seeds. Per cell, one JSON line in
 `workdir/cells.jsonl` (a finished cell is skipped on a rerun): the test AUC of the classifier's
 own score at the end, of the split's score, and the test AUC at each report (a diagnostic
 curve, never a selection).
@@ -59,9 +60,10 @@ def class_split(config, data, directory: str):
 
 
 def run_cell(cell: str, data_root: str, workdir: str) -> dict:
-    dataset, normal_class, variant = cell.split(":")
+    dataset, normal_class, variant, *seed = cell.split(":")
     config = common.make(dataset, "quick")
     config.normal_class = int(normal_class)
+    config.seed = int(seed[0]) if seed else 0
     config.log_every = 50
     config.update(VARIANTS[variant])
     data = data_lib.load_one_class(dataset, config.normal_class,
@@ -91,13 +93,15 @@ def run_cell(cell: str, data_root: str, workdir: str) -> dict:
 
 def report(rows: list[dict]) -> str:
     """Returns the markdown table of `rows` (`run_cell`'s): per class, the split's score and
-    each variant's AUC in %; then per dataset, each variant's mean gap to the split's score
-    over the classes it ran (their count in brackets)."""
-    by_class: dict[tuple, dict] = {}
+    each variant's AUC in % (the mean over the seeds it ran); then per dataset, each variant's
+    mean gap to the split's score over the classes it ran (their count in brackets)."""
+    seeds: dict[tuple, dict] = {}
     for r in rows:
-        dataset, normal_class, variant = r["cell"].split(":")
-        by_class.setdefault((dataset, int(normal_class)), {"split": r["auc_split"]})[variant] = (
-            r["auc"])
+        dataset, normal_class, variant = r["cell"].split(":")[:3]
+        seeds.setdefault((dataset, int(normal_class), r["auc_split"]), {}).setdefault(
+            variant, []).append(r["auc"])
+    by_class = {(d, c): {"split": split, **{v: np.mean(a) for v, a in aucs.items()}}
+                for (d, c, split), aucs in seeds.items()}
     variants = [v for v in VARIANTS if any(v in c for c in by_class.values())]
     lines = ["| class | the split's score | " + " | ".join(variants) + " |",
              "| --- |" + " --- |" * (len(variants) + 1)]
