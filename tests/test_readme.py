@@ -48,7 +48,8 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     _write_images(tmp_path / "my_images" / "new", 5, 1)
     namespace = {}
     with tfds.testing.mock_data(num_examples=200):
-        block = re.sub(r"num_iterations\s*=\s*\d+", "num_iterations = 4", BLOCKS[index])
+        block, cut = re.subn(r"num_iterations\s*=\s*\d+", "num_iterations = 4", BLOCKS[index])
+        assert cut == BLOCKS[index].count("num_iterations"), "an iteration count left uncut"
         exec(compile(block, f"{README} block {index}", "exec"), namespace)
     if "results" in namespace:  # the library example prints its AUC
         assert f"AUC {namespace['results']['auc_mean']:.3f}" in capsys.readouterr().out

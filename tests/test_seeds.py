@@ -143,14 +143,15 @@ def test_the_joint_schedule_sums_closeness_and_weighted_dispersion_in_one_step()
     atypical, _ = train.phase_batch("dispersion", data, key_a, BATCH)
     np.testing.assert_array_equal(images, np.concatenate([typical, atypical]))
     assert labels is None
+    net, tx, iteration = _iteration(phases=train.JOINT_PHASES)
+    state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), train.JOINT_PHASES)
+    stepped, _ = jax.jit(iteration)(state, data, jax.random.key(1), 0)
+    assert _adam_counts(stepped) == [1, 1]  # one update each: pairs, then the binary phase
     losses = {}
-    for weight in (0.0, 1.0, 3.0):
-        net, tx, iteration = _iteration(phases=train.JOINT_PHASES)
-        iteration = train.make_iteration(net, tx, batch_size=BATCH, phases=train.JOINT_PHASES,
-                                         dispersion_weight=weight)
-        state = train.init_state(net, tx, jax.random.key(0), (28, 28, 1), train.JOINT_PHASES)
-        state, metrics = jax.jit(iteration)(state, data, jax.random.key(1), 0)
-        assert _adam_counts(state) == [1, 1]
-        losses[weight] = float(metrics["loss/pairs"])
-    dispersion = losses[1.0] - losses[0.0]  # the same pairs and parameters each time
+    for weight in (0.0, 1.0, 3.0):  # the same pairs and parameters each time
+        pairs = train.make_phase_losses(net, batch_size=BATCH, phases=train.JOINT_PHASES,
+                                        dispersion_weight=weight)["pairs"]
+        losses[weight] = float(jax.jit(pairs)(state.params, state.batch_stats, data,
+                                              jax.random.key(1))[0])
+    dispersion = losses[1.0] - losses[0.0]
     assert losses[3.0] == pytest.approx(losses[0.0] + 3 * dispersion, rel=1e-5)
