@@ -58,3 +58,14 @@ def test_a_student_needs_a_teacher_split_to_start_from(tiny_config, change):
     config.update(change)
     with pytest.raises(config_lib.ConfigError, match="student=True starts the classifier"):
         config_lib.validate(config)
+
+
+def test_the_students_table_averages_a_variants_seeds_and_says_how_many():
+    from experiments.studies import students
+
+    rows = [{"cell": "mnist:2:ics", "auc": 0.90, "auc_split": 0.95},
+            {"cell": "mnist:2:both_long", "auc": 0.93, "auc_split": 0.95},
+            {"cell": "mnist:2:both_long:1", "auc": 0.97, "auc_split": 0.95}]
+    table = students.report(rows)
+    assert "| mnist 2 | 95.0 | 90.0 | 95.0 (2 seeds) |" in table
+    assert "| mnist: minus the split's score | | -5.0 (1) | +0.0 (1) |" in table

@@ -93,25 +93,29 @@ def run_cell(cell: str, data_root: str, workdir: str) -> dict:
 
 def report(rows: list[dict]) -> str:
     """Returns the markdown table of `rows` (`run_cell`'s): per class, the split's score and
-    each variant's AUC in % (the mean over the seeds it ran); then per dataset, each variant's
-    mean gap to the split's score over the classes it ran (their count in brackets)."""
-    seeds: dict[tuple, dict] = {}
+    each variant's AUC in % (the mean over the seeds it ran, their count where more than one);
+    then per dataset, each variant's mean gap to the split's score over the classes it ran
+    (their count in brackets)."""
+    seeds: dict[tuple, dict] = {}  # (dataset, class) -> {variant: [AUC per seed]}
     for r in rows:
         dataset, normal_class, variant = r["cell"].split(":")[:3]
-        seeds.setdefault((dataset, int(normal_class), r["auc_split"]), {}).setdefault(
-            variant, []).append(r["auc"])
-    by_class = {(d, c): {"split": split, **{v: np.mean(a) for v, a in aucs.items()}}
-                for (d, c, split), aucs in seeds.items()}
-    variants = [v for v in VARIANTS if any(v in c for c in by_class.values())]
+        aucs = seeds.setdefault((dataset, int(normal_class)), {"split": [r["auc_split"]]})
+        aucs.setdefault(variant, []).append(r["auc"])
+    variants = [v for v in VARIANTS if any(v in c for c in seeds.values())]
+
+    def cell(aucs: list[float]) -> str:
+        return f"{100 * np.mean(aucs):.1f}" + (f" ({len(aucs)} seeds)" if len(aucs) > 1 else "")
+
     lines = ["| class | the split's score | " + " | ".join(variants) + " |",
              "| --- |" + " --- |" * (len(variants) + 1)]
-    for (dataset, normal_class), aucs in sorted(by_class.items()):
-        cells = [f"{100 * aucs[v]:.1f}" if v in aucs else "" for v in ["split", *variants]]
+    for (dataset, normal_class), aucs in sorted(seeds.items()):
+        cells = [cell(aucs[v]) if v in aucs else "" for v in ["split", *variants]]
         lines.append(f"| {dataset} {normal_class} | " + " | ".join(cells) + " |")
-    for dataset in sorted({d for d, _ in by_class}):
+    for dataset in sorted({d for d, _ in seeds}):
         gaps = []
         for v in variants:
-            ran = [a[v] - a["split"] for (d, _), a in by_class.items() if d == dataset and v in a]
+            ran = [np.mean(a[v]) - a["split"][0] for (d, _), a in seeds.items()
+                   if d == dataset and v in a]
             gaps.append(f"{100 * np.mean(ran):+.1f} ({len(ran)})" if ran else "")
         lines.append(f"| {dataset}: minus the split's score | | " + " | ".join(gaps) + " |")
     return "\n".join(lines)
