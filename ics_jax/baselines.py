@@ -72,33 +72,49 @@ def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
     return -np.asarray(split.test_scores)
 
 
-def method_scores(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
-                  split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
-    """Returns one `[M]` score array per seed of `seed_ids` for a baseline `config.method`
-    (one array for a method that `methods.METHODS` marks unseeded)."""
-    method = config.method
-    if method in ("ssim", "split"):  # the split's own score (ssim: the autoencoder's)
-        return [ssim_anomaly_scores(split)]
-    if method == "imagenet_ocsvm":
-        params = vgg.load_params(config.vgg19_weights)
-        features = [vgg.extract_features(params, x, image_size=config.vgg_image_size)
-                    for x in (data.x_train, data.x_test)]
-        return [ocsvm_scores(*features, nu=config.ocsvm_nu)]
-    train, test = data.x_train, data.x_test
+# A baseline's scores for `methods.METHODS`: `(config, data, split, seed_ids) -> [[M], ...]`,
+# one array per seed of `seed_ids` (one array for a method the registry marks unseeded).
+
+def split_score(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
+                split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
+    """The split's own score (with the SSIM split, the autoencoder's SSIM)."""
+    return [ssim_anomaly_scores(split)]
+
+
+def imagenet_ocsvm(config, data, split, seed_ids) -> list[np.ndarray]:
+    """The OCSVM on VGG19 ImageNet features (`config.vgg19_weights`)."""
+    params = vgg.load_params(config.vgg19_weights)
+    features = [vgg.extract_features(params, x, image_size=config.vgg_image_size)
+                for x in (data.x_train, data.x_test)]
+    return [ocsvm_scores(*features, nu=config.ocsvm_nu)]
+
+
+def ocsvm(config, data, split, seed_ids) -> list[np.ndarray]:
+    """The OCSVM on `config.baseline_inputs`."""
+    return [ocsvm_scores(*_inputs(config, data), nu=config.ocsvm_nu)]
+
+
+def iforest(config, data, split, seed_ids) -> list[np.ndarray]:
+    """The Isolation Forest on `config.baseline_inputs`, one per seed."""
+    train, test = _inputs(config, data)
+    return [iforest_scores(train, test, seed, config.iforest_num_estimators)
+            for seed in seed_ids]
+
+
+def deep_svdd(config, data, split, seed_ids) -> list[np.ndarray]:
+    """Deep SVDD on `config.baseline_inputs`, one per seed."""
+    train, test = _inputs(config, data)
+    return [dsvdd.run_dsvdd(train, test, jax.random.key(seed),
+                            ae_num_steps=config.dsvdd_ae_num_steps,
+                            num_steps=config.dsvdd_num_steps, batch_size=config.batch_size,
+                            learning_rate=config.dsvdd_learning_rate)
+            for seed in seed_ids]
+
+
+def _inputs(config, data) -> tuple[np.ndarray, np.ndarray]:
     if config.baseline_inputs == "gcn_minmax":
-        train, test = deep_svdd_inputs(train, test)
-    if method == "ocsvm":
-        return [ocsvm_scores(train, test, nu=config.ocsvm_nu)]
-    if method == "iforest":
-        return [iforest_scores(train, test, seed, config.iforest_num_estimators)
-                for seed in seed_ids]
-    if method == "dsvdd":
-        return [dsvdd.run_dsvdd(train, test, jax.random.key(seed),
-                                ae_num_steps=config.dsvdd_ae_num_steps,
-                                num_steps=config.dsvdd_num_steps, batch_size=config.batch_size,
-                                learning_rate=config.dsvdd_learning_rate)
-                for seed in seed_ids]
-    raise ValueError(f"method={method!r} is not a baseline of this module")
+        return deep_svdd_inputs(data.x_train, data.x_test)
+    return data.x_train, data.x_test
 
 
 def _flat(x: np.ndarray) -> np.ndarray:

@@ -199,7 +199,7 @@ def validate(config: ml_collections.ConfigDict, num_classes: int = 10) -> None:
         raise ConfigError(f"student=True starts the classifier from the split's teacher: it "
                           f"needs a classifier on a split by 'auto' or 'teacher', not "
                           f"method={config.method}, split_by={config.split_by}")
-    if config.targets != "cut" and config.method != "ics":
+    if config.targets != "cut" and not methods.METHODS[config.method].scheduled:
         raise ConfigError(f"targets={config.targets!r} is a target of ICS's binary phase; "
                           f"method={config.method} has none")
     if config.method == "ssim" and config.split_by != "ssim":

@@ -1,39 +1,45 @@
 """Every method a config can name (`config.method`), in one place: which network trains with
 seeds, the classifier's phases, whether it needs the split, whether it has seeds, and which
 config keys it does not read (`unread_keys`: the workdir's resume rules and the estimators'
-parameters read them here). What the baselines score is in `ics_jax/baselines.py`."""
+parameters read them here), and what a baseline scores (its function in `ics_jax/baselines.py`)."""
 
 import dataclasses
+from collections.abc import Callable
 
 import ml_collections
 
-from ics_jax import train
+from ics_jax import baselines, train
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
     """`network`: what trains with seeds through `trainer.train_states` ('classifier',
-    'teacher' or None: a baseline of `baselines.method_scores`); `phases`: the classifier's
-    iteration; `split`: whether it needs the typical / atypical split; `seeded`: whether its
-    scores depend on the seed (else it runs once, whatever `num_seeds` says)."""
+    'teacher' or None: a baseline); `phases`: its iteration; `split`: whether it needs the
+    typical / atypical split; `seeded`: whether its scores depend on the seed (else it runs
+    once, whatever `num_seeds` says); `scores`: a baseline's `(config, data, split, seed_ids)
+    -> [[M], ...]`; `scheduled`: whether `config.schedule` and `config.targets` change its
+    phases (ICS's)."""
 
     network: str | None
     phases: tuple[str, ...] = ()
     split: bool = False
     seeded: bool = True
+    scores: Callable | None = None
+    scheduled: bool = False
 
 
 METHODS = {
-    "ics": Method("classifier", train.PHASES, split=True),  # the paper's
+    "ics": Method("classifier", train.PHASES, split=True, scheduled=True),  # the paper's
     "nn_w_ics": Method("classifier", ("intra_class",), split=True),  # its binary phase alone
     "naive_nn": Method("classifier", (train.NORMAL_ONLY,)),  # every image typical
-    "split": Method(None, split=True, seeded=False),  # the split's own score
-    "ssim": Method(None, split=True, seeded=False),  # the split autoencoder's SSIM
-    "teacher": Method("teacher"),  # the transformation teacher alone
-    "ocsvm": Method(None, seeded=False),
-    "iforest": Method(None),
-    "dsvdd": Method(None),
-    "imagenet_ocsvm": Method(None, seeded=False),
+    "teacher": Method("teacher", ("transformation",)),  # the transformation teacher alone
+    # The split's own score; 'ssim': the split autoencoder's SSIM.
+    "split": Method(None, split=True, seeded=False, scores=baselines.split_score),
+    "ssim": Method(None, split=True, seeded=False, scores=baselines.split_score),
+    "ocsvm": Method(None, seeded=False, scores=baselines.ocsvm),
+    "iforest": Method(None, scores=baselines.iforest),
+    "dsvdd": Method(None, scores=baselines.deep_svdd),
+    "imagenet_ocsvm": Method(None, seeded=False, scores=baselines.imagenet_ocsvm),
 }
 # The methods whose network trains with seeds (`trainer.make_trainer`), and the classifiers.
 TRAINED = tuple(name for name, m in METHODS.items() if m.network)

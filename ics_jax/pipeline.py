@@ -77,7 +77,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, *,
     else:
         if not methods.METHODS[config.method].seeded:
             seed_ids = seed_ids[:1]
-        scores = baselines.method_scores(config, data, split, seed_ids)
+        scores = methods.METHODS[config.method].scores(config, data, split, seed_ids)
     t_train = time.time() - t0  # training or fitting, and scoring the test set
     aucs = [evaluate.auc(data.y_test, s) for s in scores]
     if primary:  # for detectors combined after the fact; the labels too, to score them

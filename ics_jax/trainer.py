@@ -28,12 +28,11 @@ from ics_jax.step import NonFiniteError  # noqa: F401  (raised by `train_states`
 
 def phases(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """Returns the phases of an iteration of `config.method` (ICS: by `config.schedule`)."""
-    if config.method == "teacher":
-        return ("transformation",)
-    if config.method == "ics" and config.schedule == "joint":
+    method = methods.METHODS[config.method]
+    cycle = method.phases
+    if method.scheduled and config.schedule == "joint":
         return train.JOINT_PHASES
-    cycle = methods.METHODS[config.method].phases
-    if config.method == "ics" and config.targets != "cut":
+    if method.scheduled and config.targets != "cut":
         cycle = train.RANK_PHASES if config.targets == "rank" else train.BOTH_PHASES
     # The student keeps the teacher's task as a last phase, on every normal image.
     return cycle + (("transformation",) if config.student else ())

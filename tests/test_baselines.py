@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import apply_tiny
 
-from ics_jax import baselines, default_config, evaluate, models, pipeline, train
+from ics_jax import baselines, default_config, evaluate, methods, models, pipeline, train
 from ics_jax import config as config_lib
 from ics_jax import data as data_lib
 from ics_jax import split as split_lib
@@ -55,7 +55,7 @@ def test_shallow_baselines_score_anomalies_higher(method, inputs):
     data = _blobs()
     config = default_config()
     config.method, config.baseline_inputs = method, inputs
-    scores = baselines.method_scores(config, data, None, seed_ids=[0, 1])
+    scores = methods.METHODS[config.method].scores(config, data, None, seed_ids=[0, 1])
     assert len(scores) == (1 if method == "ocsvm" else 2)  # the OCSVM has no seed
     for s in scores:
         assert s.shape == (data.x_test.shape[0],) and np.isfinite(s).all()
@@ -159,5 +159,5 @@ def test_imagenet_ocsvm_scores_every_test_image_once_weights_exist(tmp_path):
     config.vgg19_weights = str(_random_vgg_file(tmp_path / "vgg19.npz"))
     config_lib.validate(config)
     data = _blobs(n_train=20, n_test=10, shape=(28, 28, 1))
-    (scores,) = baselines.method_scores(config, data, None, seed_ids=[0, 1])
+    (scores,) = methods.METHODS[config.method].scores(config, data, None, seed_ids=[0, 1])
     assert scores.shape == (10,) and np.isfinite(scores).all()
