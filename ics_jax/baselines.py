@@ -10,11 +10,9 @@ training class (`config.baseline_inputs='pixels'`: the [0, 1] pixels instead).
 
 
 import jax
-import ml_collections
 import numpy as np
 from sklearn import ensemble, svm
 
-from ics_jax import data as data_lib
 from ics_jax import dsvdd, vgg
 from ics_jax import split as split_lib
 
@@ -72,11 +70,11 @@ def ssim_anomaly_scores(split: split_lib.Split) -> np.ndarray:
     return -np.asarray(split.test_scores)
 
 
-# A baseline's scores for `methods.METHODS`: `(config, data, split, seed_ids) -> [[M], ...]`,
-# one array per seed of `seed_ids` (one array for a method the registry marks unseeded).
+# A baseline's scores for `methods.METHODS`: `(config, data, split, seed_ids) -> [[M], ...]`
+# (`data` a `data.OneClassData`, `split` a `split.Split` or None), one array per seed of
+# `seed_ids` (one array for a method the registry marks unseeded).
 
-def split_score(config: ml_collections.ConfigDict, data: data_lib.OneClassData,
-                split: split_lib.Split | None, seed_ids: list[int]) -> list[np.ndarray]:
+def split_score(config, data, split, seed_ids) -> list[np.ndarray]:
     """The split's own score (with the SSIM split, the autoencoder's SSIM)."""
     return [ssim_anomaly_scores(split)]
 
