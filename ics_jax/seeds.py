@@ -9,11 +9,11 @@
   (`lax.scan`), and `vmap` over seeds turns convolutions into grouped ones, which ran at 0.43x a
   loop there (docs/speed.md).
 - `mesh` (an accelerator, or several processes): one program for every seed. `jax.shard_map`
-  over a 1-D `("seeds",)` mesh of all devices of all processes gives each device the `jax.vmap`
-  of its block of seeds over a `lax.scan` of the report's iterations (on a CPU, one iteration
-  per call). A seed count that does not divide the device count is padded with copies of seed
-  0, dropped again before anything is reported or returned; reports and results are host
-  arrays. One accelerator is a mesh of one.
+  over a 1-D `("seeds",)` mesh of all devices of all processes gives each device a `lax.scan`
+  over the report's iterations of the step `jax.vmap`ped over its block of seeds (on a CPU, one
+  iteration per call). A seed count that does not divide the device count is padded with
+  copies of seed 0, dropped again before anything is reported or returned; reports and
+  results are host arrays. One accelerator is a mesh of one.
 
 Seed i computes the same numbers either way, up to the order of float sums.
 """
