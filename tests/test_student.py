@@ -69,3 +69,39 @@ def test_the_students_table_averages_a_variants_seeds_and_says_how_many():
     table = students.report(rows)
     assert "| mnist 2 | 95.0 | 90.0 | 95.0 (2 seeds) |" in table
     assert "| mnist: minus the split's score | | -5.0 (1) | +0.0 (1) |" in table
+
+
+def test_a_crossfit_round_scores_each_image_by_a_student_that_never_saw_it(monkeypatch):
+    import ml_collections
+
+    from experiments.studies import students
+    from ics_jax import data as data_lib
+
+    n, m = 40, 10
+    typicality = np.random.default_rng(0).permutation(n + m).astype(float)
+    value = np.arange(n + m, dtype=np.float32).reshape(-1, 1, 1, 1)  # image k holds k
+    data = data_lib.OneClassData(x_train=value[:n], x_test=value[n:], y_test=np.arange(m) % 2,
+                                 test_classes=np.arange(m))
+    split = split_lib.split_by_score(typicality[:n], 0.1)
+    split = split_lib.Split(split.scores, split.atypical, split.typical,
+                            test_scores=typicality[n:])
+    fitted = []
+
+    def train_states(_, config, images, image_shape):
+        fitted.append(set(images.ravel().astype(int)))
+        return fitted[-1]
+
+    def test_scores(_, fitted_on, images):  # a student that agrees with the split
+        index = images.ravel().astype(int)
+        assert not fitted_on & set(index), "a student scored an image it trained on"
+        return [-typicality[index]]
+
+    monkeypatch.setattr(trainer, "make_trainer", lambda config: None)
+    monkeypatch.setattr(trainer, "training_data", lambda _, images, part: images)
+    monkeypatch.setattr(trainer, "train_states", train_states)
+    monkeypatch.setattr(trainer, "test_scores", test_scores)
+    config = ml_collections.ConfigDict({"seed": 0, "rho": 0.1})
+    recut, row = students.crossfit_round(config, data, split)
+    assert sorted(map(len, fitted)) == [n // 2, n // 2] and fitted[0] | fitted[1] == set(range(n))
+    np.testing.assert_array_equal(recut.atypical, split.atypical)  # the student agreed
+    assert row["moved"] == 0

@@ -18,6 +18,7 @@ curve, never a selection).
 prints the markdown table of docs/students.md.
 """
 
+import dataclasses
 import os
 import time
 
@@ -42,6 +43,10 @@ VARIANTS = {
     "student_short": {"student": True, "num_iterations": 100},
     # A noisy student: shifted inputs and dropout.
     "student_noisy": {"student": True, "augment": "shift", "dropout": 0.5},
+    # `both` as a noisy student, from a random start.
+    "both_noisy": {"targets": "both", "augment": "shift", "dropout": 0.5},
+    # `both_noisy` after `rounds` cross-fitted rounds of re-cutting the split (`crossfit_round`).
+    "both_noisy_round": {"targets": "both", "augment": "shift", "dropout": 0.5, "rounds": 1},
 }
 
 
@@ -59,18 +64,55 @@ def class_split(config, data, directory: str):
     return split, model["teacher"]
 
 
+def crossfit_round(config, data, split: split_lib.Split) -> tuple[split_lib.Split, dict]:
+    """Returns `(split, row)`: `split` re-cut by the mean of two ranks of each normal image, by
+    `split`'s score and by the held-out student's (the classifier trained on the other half of
+    the class, cut by `split`'s score there, ranked within its half); `row`: the test AUC of the
+    two students' mean logit and of the mean of its rank and the split's among the test images
+    (diagnostics), how many atypical images are new, seconds."""
+    start = time.time()
+    n = data.x_train.shape[0]
+    halves = np.array_split(np.random.default_rng(config.seed).permutation(n), 2)
+    trainer = trainer_lib.make_trainer(config)
+    held_out_rank, test_logits = np.empty(n), []
+    for fit, held in (halves, halves[::-1]):
+        part = split_lib.split_by_score(split.scores[fit], config.rho)
+        states = trainer_lib.train_states(
+            trainer, config, trainer_lib.training_data(trainer, data.x_train[fit], part),
+            data.x_train.shape[1:])
+        held_out_rank[held] = evaluate.rank_average(
+            trainer_lib.test_scores(trainer, states, data.x_train[held])[0])
+        test_logits.append(trainer_lib.test_scores(trainer, states, data.x_test)[0])
+    students = np.mean(test_logits, axis=0)
+    recut = split_lib.split_by_score(-evaluate.rank_average(-split.scores, held_out_rank),
+                                     config.rho)
+    recut = dataclasses.replace(recut, sight=split.sight, test_scores=-evaluate.rank_average(
+        -split.test_scores, students))
+    return recut, {"auc_students": evaluate.auc(data.y_test, students),
+                   "auc_recut_score": evaluate.auc(data.y_test, -recut.test_scores),
+                   "moved": int(np.setdiff1d(recut.atypical, split.atypical).size),
+                   "seconds": round(time.time() - start, 1)}
+
+
 def run_cell(cell: str, data_root: str, workdir: str) -> dict:
     dataset, normal_class, variant, *seed = cell.split(":")
     config = common.make(dataset, "quick")
     config.normal_class = int(normal_class)
     config.seed = int(seed[0]) if seed else 0
     config.log_every = 50
-    config.update(VARIANTS[variant])
+    changes = dict(VARIANTS[variant])
+    rounds = changes.pop("rounds", 0)
+    config.update(changes)
     data = data_lib.load_one_class(dataset, config.normal_class,
                                    os.path.join(data_root, cli.DATA_FILES[dataset]))
     start = time.time()
     split, teacher = class_split(config, data, os.path.join(workdir, dataset, normal_class))
     split_seconds = time.time() - start
+    auc_split = evaluate.auc(data.y_test, -split.test_scores)
+    round_rows = []
+    for _ in range(rounds):
+        split, row = crossfit_round(config, data, split)
+        round_rows.append(row)
     trainer = trainer_lib.make_trainer(config, teacher if config.student else None)
     curve, losses = [], []
 
@@ -85,8 +127,8 @@ def run_cell(cell: str, data_root: str, workdir: str) -> dict:
         data.x_train.shape[1:], on_report=on_report)
     scores = trainer_lib.test_scores(trainer, states, data.x_test)[0]
     return {"cell": cell, "auc": evaluate.auc(data.y_test, scores),
-            "auc_split": evaluate.auc(data.y_test, -split.test_scores),
-            "weights": split.sight["weights"], "curve": curve, "last_losses": losses[-1],
+            "auc_split": auc_split, "weights": split.sight["weights"], "curve": curve,
+            **({"rounds": round_rows} if rounds else {}), "last_losses": losses[-1],
             "split_seconds": round(split_seconds, 1),
             "train_seconds": round(time.time() - start, 1)}
 
