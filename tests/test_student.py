@@ -65,10 +65,13 @@ def test_the_students_table_averages_a_variants_seeds_and_says_how_many():
 
     rows = [{"cell": "mnist:2:ics", "auc": 0.90, "auc_split": 0.95},
             {"cell": "mnist:2:both_long", "auc": 0.93, "auc_split": 0.95},
-            {"cell": "mnist:2:both_long:1", "auc": 0.97, "auc_split": 0.95}]
+            {"cell": "mnist:2:both_long:1", "auc": 0.97, "auc_split": 0.95},
+            {"cell": "mnist:2:both_round", "auc": 0.96, "auc_split": 0.95, "rounds": [
+                {"auc_students": 0.94, "auc_recut_score": 0.955, "moved": 7}]}]
     table = students.report(rows)
-    assert "| mnist 2 | 95.0 | 90.0 | 95.0 (2 seeds) |" in table
-    assert "| mnist: minus the split's score | | -5.0 (1) | +0.0 (1) |" in table
+    assert "| mnist 2 | 95.0 | 90.0 | 95.0 (2 seeds) | 96.0 |" in table
+    assert "| mnist: minus the split's score | | -5.0 (1) | +0.0 (1) | +1.0 (1) |" in table
+    assert "| mnist:2:both_round | 95.0 | 94.0, 95.5, 7 | 96.0 |" in table
 
 
 def test_a_crossfit_round_scores_each_image_by_a_student_that_never_saw_it(monkeypatch):

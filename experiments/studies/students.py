@@ -47,6 +47,7 @@ VARIANTS = {
     "both_noisy": {"targets": "both", "augment": "shift", "dropout": 0.5},
     # `both_noisy` after `rounds` cross-fitted rounds of re-cutting the split (`crossfit_round`).
     "both_noisy_round": {"targets": "both", "augment": "shift", "dropout": 0.5, "rounds": 1},
+    "both_round": {"targets": "both", "rounds": 1},  # the round without the noise
 }
 
 
@@ -160,7 +161,23 @@ def report(rows: list[dict]) -> str:
                    if d == dataset and v in a]
             gaps.append(f"{100 * np.mean(ran):+.1f} ({len(ran)})" if ran else "")
         lines.append(f"| {dataset}: minus the split's score | | " + " | ".join(gaps) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + _rounds_table([r for r in rows if "rounds" in r]))
+
+
+def _rounds_table(rows: list[dict]) -> list[str]:
+    """Returns the lines of a table of the cross-fitted rounds' diagnostics in `rows` (AUC in %):
+    per round, the held-out students' mean logit, the re-cut score, the atypical images that
+    are new; then the final classifier's AUC."""
+    if not rows:
+        return []
+    lines = ["", "| cell | the split's score | per round: the students, the re-cut score, "
+             "new atypical | the final classifier |", "| --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: r["cell"]):
+        rounds = "; ".join(f"{100 * d['auc_students']:.1f}, {100 * d['auc_recut_score']:.1f}, "
+                           f"{d['moved']}" for d in r["rounds"])
+        lines.append(f"| {r['cell']} | {100 * r['auc_split']:.1f} | {rounds} | "
+                     f"{100 * r['auc']:.1f} |")
+    return lines
 
 
 if __name__ == "__main__":
